@@ -1,0 +1,26 @@
+# What a message acts on, looked up in the catalog data (catalog.json).
+package mcp.catalog
+
+import rego.v1
+
+# Methods that carry the protocol itself: open to every caller with a known trust
+# level. The list methods are then filtered item by item.
+plumbing if input.kind in {"stream", "session_end", "response"}
+
+plumbing if input.mcp.method in data.mcp_pep.plumbing_methods
+
+# Methods that act, governed by the matrices through the catalog entry.
+action if input.mcp.method in {"tools/call", "prompts/get", "resources/read"}
+
+entry := data.mcp_pep.tools[input.mcp.tool] if input.mcp.method == "tools/call"
+
+entry := data.mcp_pep.prompts[input.mcp.prompt] if input.mcp.method == "prompts/get"
+
+entry := data.mcp_pep.resources[input.mcp.resource] if input.mcp.method == "resources/read"
+
+# The name the denial reasons quote.
+subject := input.mcp.tool if input.mcp.method == "tools/call"
+
+subject := input.mcp.prompt if input.mcp.method == "prompts/get"
+
+subject := input.mcp.resource if input.mcp.method == "resources/read"

@@ -1,0 +1,56 @@
+//! The admin listener: `/metrics`, `/healthz` (process up), `/readyz` (policy loaded).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+
+use crate::body::{Body, full, text_response};
+use crate::metrics::Metrics;
+use crate::policy::PolicyStore;
+
+#[derive(Clone)]
+pub struct Admin {
+    pub metrics: Arc<Metrics>,
+    pub policies: Arc<PolicyStore>,
+}
+
+impl Admin {
+    pub fn answer(&self, req: &Request<Body>) -> Response<Body> {
+        if req.method() != Method::GET {
+            return text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        }
+        match req.uri().path() {
+            "/metrics" => {
+                let mut resp = Response::new(full(self.metrics.render()));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                resp
+            }
+            "/healthz" => text_response(StatusCode::OK, "ok\n"),
+            "/readyz" if self.policies.is_ready() => text_response(StatusCode::OK, "ready\n"),
+            "/readyz" => text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: no policy loaded\n",
+            ),
+            _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    pub fn service(
+        self,
+    ) -> impl tower::Service<
+        Request<Body>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future = std::future::Ready<Result<Response<Body>, Infallible>>,
+    > + Clone
+    + Send
+    + 'static {
+        tower::service_fn(move |req: Request<Body>| {
+            std::future::ready(Ok::<_, Infallible>(self.answer(&req)))
+        })
+    }
+}

@@ -1,0 +1,378 @@
+//! Configuration: a YAML file, overridden by flags and `MCP_PEP_*` variables, validated
+//! into typed [`Settings`] before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{StatusCode, Uri};
+use serde::Deserialize;
+
+use crate::context::IdentitySource;
+use crate::identity::parse_spiffe_id;
+use crate::listener::ListenerOptions;
+use crate::mcp::InspectLimits;
+use crate::policy::PolicyOptions;
+use crate::proxy::StackConfig;
+use crate::proxy::upstream::UpstreamTimeouts;
+
+/// The file's shape. Every key is optional; unknown keys are errors (a typo must not
+/// silently fall back to a default on a security component).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: String,
+    pub admin_listen: String,
+    pub mcp_path: String,
+    pub allowed_origins: Vec<String>,
+    pub shutdown_grace_ms: u64,
+    pub upstream: UpstreamConfig,
+    pub policy: PolicyConfig,
+    pub limits: LimitsConfig,
+    pub identity: IdentityConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    pub url: Option<String>,
+    pub connect_timeout_ms: u64,
+    pub response_header_timeout_ms: u64,
+    pub pool_idle_timeout_ms: u64,
+    pub pool_max_idle_per_host: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub dir: Option<PathBuf>,
+    pub entrypoint: String,
+    pub deny_status: u16,
+    pub expose_reasons: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_body_bytes: usize,
+    pub max_json_depth: usize,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// SPIFFE ID given to callers on the loopback interface (the sidecar's own pod).
+    pub local_spiffe_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `mcp_pep=debug`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            admin_listen: "127.0.0.1:9090".into(),
+            mcp_path: "/mcp".into(),
+            allowed_origins: Vec::new(),
+            shutdown_grace_ms: 10_000,
+            upstream: UpstreamConfig::default(),
+            policy: PolicyConfig::default(),
+            limits: LimitsConfig::default(),
+            identity: IdentityConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            url: None,
+            connect_timeout_ms: 5_000,
+            response_header_timeout_ms: 60_000,
+            pool_idle_timeout_ms: 90_000,
+            pool_max_idle_per_host: 256,
+        }
+    }
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            dir: None,
+            entrypoint: "data.mcp.decision".into(),
+            deny_status: 200,
+            expose_reasons: false,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let inspect = InspectLimits::default();
+        LimitsConfig {
+            max_body_bytes: inspect.max_body_bytes,
+            max_json_depth: inspect.max_depth,
+            max_connections: ListenerOptions::default().max_connections,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("{origin}: key `{key}`: {problem}")]
+    Invalid {
+        origin: String,
+        key: &'static str,
+        problem: String,
+    },
+}
+
+/// Values from the command line (or `MCP_PEP_*`), which win over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub policy_dir: Option<PathBuf>,
+    pub admin_listen: Option<String>,
+}
+
+/// A configuration that has been checked and can be run.
+#[derive(Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// `None` when `admin_listen` is empty: no admin listener.
+    pub admin_listen: Option<SocketAddr>,
+    pub policy_dir: PathBuf,
+    pub entrypoint: String,
+    pub listener: ListenerOptions,
+    pub stack: StackConfig,
+    pub log: LogConfig,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(file) = file else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.into(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Parse {
+            file: file.into(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        yaml_serde::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn apply(&mut self, overrides: Overrides) {
+        if let Some(v) = overrides.listen {
+            self.listen = v;
+        }
+        if let Some(v) = overrides.upstream {
+            self.upstream.url = Some(v);
+        }
+        if let Some(v) = overrides.policy_dir {
+            self.policy.dir = Some(v);
+        }
+        if let Some(v) = overrides.admin_listen {
+            self.admin_listen = v;
+        }
+    }
+
+    /// Checks every key; `origin` names the file (or "defaults") in errors.
+    pub fn validate(&self, origin: &str) -> Result<Settings, ConfigError> {
+        let invalid = |key: &'static str, problem: String| ConfigError::Invalid {
+            origin: origin.into(),
+            key,
+            problem,
+        };
+        let addr = |key, v: &str| {
+            v.parse::<SocketAddr>()
+                .map_err(|e| invalid(key, format!("{v:?} is not an ADDR:PORT ({e})")))
+        };
+        let listen = addr("listen", &self.listen)?;
+        let admin_listen = if self.admin_listen.is_empty() {
+            None
+        } else {
+            Some(addr("admin_listen", &self.admin_listen)?)
+        };
+        if !self.mcp_path.starts_with('/') {
+            return Err(invalid(
+                "mcp_path",
+                format!("{:?} must start with '/'", self.mcp_path),
+            ));
+        }
+        let url = self
+            .upstream
+            .url
+            .as_deref()
+            .ok_or_else(|| invalid("upstream.url", "is required (or --upstream)".into()))?;
+        let upstream_url: Uri = url
+            .parse()
+            .map_err(|e| invalid("upstream.url", format!("{url:?}: {e}")))?;
+        if upstream_url.scheme_str() != Some("http") || upstream_url.authority().is_none() {
+            return Err(invalid(
+                "upstream.url",
+                format!("{url:?} must be an absolute http:// URL"),
+            ));
+        }
+        let policy_dir = self
+            .policy
+            .dir
+            .clone()
+            .ok_or_else(|| invalid("policy.dir", "is required (or --policy-dir)".into()))?;
+        if !policy_dir.is_dir() {
+            return Err(invalid(
+                "policy.dir",
+                format!("{} is not a directory", policy_dir.display()),
+            ));
+        }
+        if !self.policy.entrypoint.starts_with("data.") {
+            return Err(invalid(
+                "policy.entrypoint",
+                format!(
+                    "{:?} must be a rule path like data.mcp.decision",
+                    self.policy.entrypoint
+                ),
+            ));
+        }
+        let deny_status = StatusCode::from_u16(self.policy.deny_status)
+            .ok()
+            .filter(|s| s.is_success() || s.is_client_error())
+            .ok_or_else(|| {
+                invalid(
+                    "policy.deny_status",
+                    format!("{} must be a 2xx or 4xx status", self.policy.deny_status),
+                )
+            })?;
+        for origin_value in &self.allowed_origins {
+            let parsed: Option<Uri> = origin_value.parse().ok();
+            let ok = parsed.is_some_and(|u| {
+                u.scheme().is_some() && u.authority().is_some() && u.path() == "/"
+            });
+            if !ok || origin_value.ends_with('/') || origin_value == "*" {
+                return Err(invalid(
+                    "allowed_origins",
+                    format!("{origin_value:?} must be an origin like https://app.example.com"),
+                ));
+            }
+        }
+        if self.limits.max_body_bytes == 0 {
+            return Err(invalid(
+                "limits.max_body_bytes",
+                "must be greater than 0".into(),
+            ));
+        }
+        // serde_json stops at 128 levels on its own; a higher limit would be a lie.
+        if !(1..=128).contains(&self.limits.max_json_depth) {
+            return Err(invalid(
+                "limits.max_json_depth",
+                "must be between 1 and 128".into(),
+            ));
+        }
+        if self.limits.max_connections == 0 {
+            return Err(invalid(
+                "limits.max_connections",
+                "must be greater than 0".into(),
+            ));
+        }
+        let local_identity = match &self.identity.local_spiffe_id {
+            None => None,
+            Some(id) => Some(
+                parse_spiffe_id(id, IdentitySource::Local)
+                    .map_err(|e| invalid("identity.local_spiffe_id", format!("{id:?}: {e}")))?,
+            ),
+        };
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid(
+                "log.format",
+                format!("{:?} must be text or json", self.log.format),
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid(
+                "log.level",
+                format!("{:?} is not a tracing filter", self.log.level),
+            ));
+        }
+        let ms = Duration::from_millis;
+        for (key, value) in [
+            (
+                "upstream.connect_timeout_ms",
+                self.upstream.connect_timeout_ms,
+            ),
+            (
+                "upstream.response_header_timeout_ms",
+                self.upstream.response_header_timeout_ms,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0".into()));
+            }
+        }
+        Ok(Settings {
+            listen,
+            admin_listen,
+            policy_dir,
+            entrypoint: self.policy.entrypoint.clone(),
+            listener: ListenerOptions {
+                max_connections: self.limits.max_connections,
+                shutdown_grace: ms(self.shutdown_grace_ms),
+            },
+            stack: StackConfig {
+                mcp_path: self.mcp_path.clone(),
+                allowed_origins: self.allowed_origins.clone(),
+                local_identity,
+                limits: InspectLimits {
+                    max_body_bytes: self.limits.max_body_bytes,
+                    max_depth: self.limits.max_json_depth,
+                },
+                policy: PolicyOptions {
+                    deny_status,
+                    expose_reasons: self.policy.expose_reasons,
+                },
+                upstream_url,
+                upstream_timeouts: UpstreamTimeouts {
+                    connect: ms(self.upstream.connect_timeout_ms),
+                    response_header: ms(self.upstream.response_header_timeout_ms),
+                    pool_idle: ms(self.upstream.pool_idle_timeout_ms),
+                },
+                pool_max_idle_per_host: self.upstream.pool_max_idle_per_host,
+            },
+            log: self.log.clone(),
+        })
+    }
+}

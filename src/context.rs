@@ -1,0 +1,178 @@
+//! Types the pipeline stages hand to each other as request extensions.
+//!
+//! This module imports no stage: every stage may depend on it, it depends on none.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// Where the connection came from; inserted by the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+}
+
+/// The caller's workload identity, as proven to the identity stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerIdentity {
+    /// Nothing proved who is calling.
+    Anonymous,
+    /// A SPIFFE ID together with how it was established.
+    Spiffe(SpiffeIdentity),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpiffeIdentity {
+    pub spiffe_id: Arc<str>,
+    pub trust_domain: Arc<str>,
+    pub path: Arc<str>,
+    pub source: IdentitySource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// The sidecar's own workload, for callers on the pod's loopback interface.
+    Local,
+    Mtls,
+    JwtSvid,
+    Token,
+}
+
+impl IdentitySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentitySource::Local => "local",
+            IdentitySource::Mtls => "mtls",
+            IdentitySource::JwtSvid => "jwt-svid",
+            IdentitySource::Token => "token",
+        }
+    }
+}
+
+/// A JSON-RPC id: MCP allows strings and integers only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonRpcId {
+    Number(i64),
+    String(Arc<str>),
+}
+
+impl JsonRpcId {
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            JsonRpcId::Number(n) => serde_json::Value::from(*n),
+            JsonRpcId::String(s) => serde_json::Value::from(&**s),
+        }
+    }
+}
+
+/// What kind of MCP traffic a request is (the policy input's `kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// A JSON-RPC request (has `method` and `id`).
+    Request,
+    /// A JSON-RPC notification (has `method`, no `id`).
+    Notification,
+    /// The client's answer to a server→client request (sampling, elicitation, roots).
+    Response,
+    /// A GET that opens the server→client SSE stream.
+    Stream,
+    /// A DELETE that ends the session.
+    SessionEnd,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Request => "request",
+            MessageKind::Notification => "notification",
+            MessageKind::Response => "response",
+            MessageKind::Stream => "stream",
+            MessageKind::SessionEnd => "session_end",
+        }
+    }
+}
+
+/// One inspected JSON-RPC message (or a GET/DELETE), as the policy sees it.
+#[derive(Debug, Clone)]
+pub struct McpMessage {
+    pub kind: MessageKind,
+    pub method: Option<Arc<str>>,
+    pub id: Option<JsonRpcId>,
+    /// Tool name (`tools/call`), prompt name (`prompts/get`) or resource URI (`resources/read`).
+    pub target: Option<Arc<str>>,
+    /// `params.arguments` of `tools/call` / `prompts/get`.
+    pub arguments: Option<serde_json::Value>,
+    /// For responses: whether the client answered with an `error`.
+    pub is_error: bool,
+}
+
+/// The typed result of inspection, travelling as a request extension.
+#[derive(Debug, Clone)]
+pub struct McpRequest {
+    pub messages: Vec<McpMessage>,
+    /// True when the body was a JSON-RPC batch (2025-03-26 only).
+    pub batch: bool,
+    pub session_id: Option<Arc<str>>,
+    pub protocol_version: Option<Arc<str>>,
+    /// The original bytes, forwarded unchanged once authorised.
+    pub body: Bytes,
+}
+
+/// A per-request id that ties the log line, the metric and the client's error together.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct DecisionId(Arc<str>);
+
+impl DecisionId {
+    pub fn new() -> Self {
+        DecisionId(uuid::Uuid::new_v4().to_string().into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for DecisionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for DecisionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for DecisionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DecisionId({})", self.0)
+    }
+}
+
+/// A policy answer. Never a bare bool: a denial always says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allow: bool,
+    pub reasons: Vec<String>,
+}
+
+impl Decision {
+    pub fn allow() -> Self {
+        Decision {
+            allow: true,
+            reasons: Vec::new(),
+        }
+    }
+    pub fn deny(reason: impl Into<String>) -> Self {
+        Decision {
+            allow: false,
+            reasons: vec![reason.into()],
+        }
+    }
+}
+
+/// The bounded MCP method label of a request, for metrics; set by inspection.
+#[derive(Debug, Clone, Copy)]
+pub struct MethodLabel(pub &'static str);

@@ -1,0 +1,7 @@
+//! The demo: a built-in MCP tool server, and the whole stack in one process.
+
+pub mod server;
+pub mod session;
+
+pub use server::{DemoServerArgs, ResponseMode, run_demo_server};
+pub use session::{DemoArgs, run_demo};

@@ -1,0 +1,281 @@
+//! A small MCP tool server (Streamable HTTP, 2025-11-25) with one tool per category of
+//! the trust model. Its tools only describe what they would do: the demo never touches
+//! files, databases or the network. It doubles as the benchmark upstream.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use futures_util::stream;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::body::{Body, BodyError, full, json_response};
+use crate::listener::{self, ListenerOptions};
+
+pub const PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// The tools, as (name, category, description, argument name).
+pub const TOOLS: &[(&str, &str, &str, &str)] = &[
+    (
+        "read_file",
+        "filesystem",
+        "Read a file under the workspace (simulated).",
+        "path",
+    ),
+    (
+        "write_file",
+        "filesystem",
+        "Write a file under the workspace (simulated).",
+        "path",
+    ),
+    (
+        "query_database",
+        "database",
+        "Run a read-only SQL query (simulated).",
+        "query",
+    ),
+    (
+        "call_api",
+        "api",
+        "Call an internal REST API (simulated).",
+        "endpoint",
+    ),
+    (
+        "execute_command",
+        "shell",
+        "Run a shell command (simulated, never executed).",
+        "command",
+    ),
+    (
+        "fetch_url",
+        "network",
+        "Fetch an external URL (simulated, never fetched).",
+        "url",
+    ),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ResponseMode {
+    /// Answer requests with `application/json`.
+    #[default]
+    Json,
+    /// Answer requests with a one-event `text/event-stream`.
+    Sse,
+}
+
+#[derive(Args, Clone)]
+pub struct DemoServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// How requests are answered.
+    #[arg(long, value_enum, default_value_t = ResponseMode::Json)]
+    pub mode: ResponseMode,
+}
+
+pub async fn run_demo_server(args: DemoServerArgs) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(args.listen).await?;
+    println!(
+        "demo-server listening on http://{}/mcp ({:?} responses)",
+        listener.local_addr()?,
+        args.mode
+    );
+    DemoServer::new(args.mode)
+        .serve(listener, listener::shutdown_signal())
+        .await;
+    Ok(())
+}
+
+#[derive(Clone, Default)]
+pub struct DemoServer {
+    mode: ResponseMode,
+    sessions: Arc<Mutex<HashSet<String>>>,
+}
+
+impl DemoServer {
+    pub fn new(mode: ResponseMode) -> Self {
+        DemoServer {
+            mode,
+            sessions: Arc::default(),
+        }
+    }
+
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let service = tower::service_fn(move |req: Request<Body>| {
+            let this = self.clone();
+            async move { Ok::<_, Infallible>(this.handle(req).await) }
+        });
+        let options = ListenerOptions {
+            shutdown_grace: Duration::from_millis(200),
+            ..Default::default()
+        };
+        listener::serve(listener, service, options, shutdown).await;
+    }
+
+    async fn handle(&self, req: Request<Body>) -> Response<Body> {
+        if req.uri().path() != "/mcp" {
+            return status(StatusCode::NOT_FOUND);
+        }
+        let session = req
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let known = |s: &Option<String>| {
+            s.as_ref()
+                .is_some_and(|s| self.sessions.lock().is_ok_and(|set| set.contains(s)))
+        };
+        match *req.method() {
+            Method::GET if known(&session) => keepalive_stream(),
+            Method::DELETE if known(&session) => {
+                if let (Some(s), Ok(mut set)) = (&session, self.sessions.lock()) {
+                    set.remove(s);
+                }
+                status(StatusCode::OK)
+            }
+            Method::GET | Method::DELETE => status(StatusCode::NOT_FOUND),
+            Method::POST => {
+                let Ok(body) = req.into_body().collect().await else {
+                    return status(StatusCode::BAD_REQUEST);
+                };
+                let Ok(message) = serde_json::from_slice::<Value>(&body.to_bytes()) else {
+                    return json_response(
+                        StatusCode::BAD_REQUEST,
+                        &error(Value::Null, -32700, "parse error"),
+                    );
+                };
+                let method = message
+                    .get("method")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if method != "initialize" && !known(&session) {
+                    return status(StatusCode::NOT_FOUND);
+                }
+                let Some(id) = message.get("id").cloned() else {
+                    return status(StatusCode::ACCEPTED); // notifications and responses
+                };
+                let (answer, new_session) = self.answer(method, id, message.get("params"));
+                let mut resp = self.respond(&answer);
+                if let Some(s) = new_session.and_then(|s| HeaderValue::from_str(&s).ok()) {
+                    resp.headers_mut().insert("mcp-session-id", s);
+                }
+                resp
+            }
+            _ => status(StatusCode::METHOD_NOT_ALLOWED),
+        }
+    }
+
+    fn answer(&self, method: &str, id: Value, params: Option<&Value>) -> (Value, Option<String>) {
+        let result = match method {
+            "initialize" => {
+                let session = uuid::Uuid::new_v4().to_string();
+                if let Ok(mut set) = self.sessions.lock() {
+                    set.insert(session.clone());
+                }
+                let result = json!({
+                    "protocolVersion": PROTOCOL_VERSION,
+                    "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "mcp-pep-demo-server", "version": env!("CARGO_PKG_VERSION")},
+                });
+                return (
+                    json!({"jsonrpc": "2.0", "id": id, "result": result}),
+                    Some(session),
+                );
+            }
+            "ping" => json!({}),
+            "tools/list" => {
+                json!({"tools": TOOLS.iter().map(|t| tool_json(*t)).collect::<Vec<_>>()})
+            }
+            "tools/call" => {
+                let name = params
+                    .and_then(|p| p.get("name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let Some((_, category, _, arg)) = TOOLS.iter().find(|t| t.0 == name) else {
+                    return (error(id, -32602, &format!("unknown tool {name:?}")), None);
+                };
+                let value = params
+                    .and_then(|p| p.get("arguments"))
+                    .and_then(|a| a.get(*arg))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let text =
+                    format!("[{category}] {name}({arg}={value}) — simulated by the demo server");
+                json!({"content": [{"type": "text", "text": text}], "isError": false})
+            }
+            _ => {
+                return (
+                    error(id, -32601, &format!("method {method:?} not found")),
+                    None,
+                );
+            }
+        };
+        (json!({"jsonrpc": "2.0", "id": id, "result": result}), None)
+    }
+
+    fn respond(&self, message: &Value) -> Response<Body> {
+        match self.mode {
+            ResponseMode::Json => json_response(StatusCode::OK, message),
+            ResponseMode::Sse => {
+                let event = format!("event: message\nid: 1\ndata: {message}\n\n");
+                let mut resp = Response::new(full(event));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream"),
+                );
+                resp
+            }
+        }
+    }
+}
+
+fn tool_json((name, category, description, arg): (&str, &str, &str, &str)) -> Value {
+    json!({
+        "name": name,
+        "description": description,
+        "inputSchema": {"type": "object", "properties": {arg: {"type": "string"}}, "required": [arg]},
+        "_meta": {"category": category},
+    })
+}
+
+fn error(id: Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+fn status(status: StatusCode) -> Response<Body> {
+    let mut resp = Response::new(crate::body::empty());
+    *resp.status_mut() = status;
+    resp
+}
+
+/// The server→client stream of a session: a comment every 10 s keeps proxies from
+/// timing it out; this server never pushes requests.
+fn keepalive_stream() -> Response<Body> {
+    let frames = stream::unfold(true, |first| async move {
+        if !first {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        Some((
+            Ok::<_, BodyError>(Frame::data(Bytes::from_static(b": keep-alive\n\n"))),
+            false,
+        ))
+    });
+    let mut resp = Response::new(StreamBody::new(frames).boxed_unsync());
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    resp
+}

@@ -1,0 +1,27 @@
+//! mcp-pep: a policy-enforcing reverse proxy for the Model Context Protocol.
+//!
+//! The request path is one module per stage, dependencies pointing one way:
+//!
+//! ```text
+//! listener → identity → mcp (inspection) → policy → proxy (upstream)
+//! ```
+//!
+//! `context` holds the types the stages hand each other as request extensions and
+//! imports no stage; `proxy::stack` is the one place where the stages are composed.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod admin;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod demo;
+pub mod error;
+pub mod identity;
+pub mod listener;
+pub mod mcp;
+pub mod metrics;
+pub mod policy;
+pub mod proxy;
+pub mod server;

@@ -1,0 +1,131 @@
+//! Accepts connections, serves HTTP/1.1 and h2 on each, and shuts down gracefully.
+//!
+//! Shutdown is injected as a future (as in mini-redis): SIGTERM in production, a
+//! channel in tests. In-flight requests finish; connections still open after the grace
+//! period (long-lived SSE streams) are closed.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tower::{Service, ServiceExt};
+
+use crate::body::{Body, boxed};
+use crate::context::ConnInfo;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerOptions {
+    /// Connections served at once; further accepts wait for a slot.
+    pub max_connections: usize,
+    /// How long open connections may run after shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ListenerOptions {
+    fn default() -> Self {
+        ListenerOptions {
+            max_connections: 4096,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    options: ListenerOptions,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(options.max_connections));
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut connections = JoinSet::new();
+    let mut backoff = Duration::from_millis(5);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+        };
+        let (stream, remote) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => { backoff = Duration::from_millis(5); accepted }
+                Err(e) => {
+                    // EMFILE and friends: wait rather than spin, and keep serving.
+                    tracing::warn!(error = %e, ?backoff, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let conn_info = ConnInfo { remote };
+        let hyper_service = service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(conn_info);
+            service.clone().oneshot(req.map(boxed))
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), hyper_service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        connections.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %remote, "connection ended with an error");
+            }
+            drop(permit);
+        });
+        // Reap finished connections so the set does not grow with history.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::debug!("all connections drained"),
+        () = tokio::time::sleep(options.shutdown_grace) => {
+            tracing::info!(open = connections.len(), "shutdown grace elapsed; closing open connections");
+        }
+    }
+    connections.shutdown().await;
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,8 @@
+//! MCP inspection: strict JSON-RPC parsing of every client→server message.
+
+pub mod inspect;
+pub mod jsonrpc;
+pub mod strict_json;
+
+pub use inspect::{InspectLayer, InspectLimits};
+pub use jsonrpc::{InspectError, parse_body};

@@ -1,0 +1,197 @@
+//! The inspection layer: reads the body once (bounded), parses it strictly, and hands
+//! the typed [`McpRequest`] on as a request extension with the original bytes as body.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use http::{HeaderMap, Method, Request, Response, header};
+use http_body_util::{BodyExt, Limited};
+use tower::{Layer, Service};
+
+use super::jsonrpc::{InspectError, PostHeaders, parse_body};
+use crate::body::{Body, full};
+use crate::context::{McpMessage, McpRequest, MessageKind, MethodLabel};
+use crate::error::Rejection;
+use crate::metrics::Metrics;
+
+/// Defaults follow the issue: 1 MiB body, 64 levels of nesting.
+#[derive(Debug, Clone, Copy)]
+pub struct InspectLimits {
+    pub max_body_bytes: usize,
+    pub max_depth: usize,
+}
+
+impl Default for InspectLimits {
+    fn default() -> Self {
+        InspectLimits {
+            max_body_bytes: 1024 * 1024,
+            max_depth: 64,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct InspectLayer {
+    limits: InspectLimits,
+}
+
+impl InspectLayer {
+    pub fn new(limits: InspectLimits) -> Self {
+        InspectLayer { limits }
+    }
+}
+
+impl<S> Layer<S> for InspectLayer {
+    type Service = Inspect<S>;
+    fn layer(&self, inner: S) -> Inspect<S> {
+        Inspect {
+            inner,
+            limits: self.limits,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Inspect<S> {
+    inner: S,
+    limits: InspectLimits,
+}
+
+impl<S> Service<Request<Body>> for Inspect<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Rejection>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Response<Body>;
+    type Error = Rejection;
+    type Future = BoxFuture<'static, Result<Response<Body>, Rejection>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Rejection>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        // The clone is the one that was made ready; keep it and leave a fresh one behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let limits = self.limits;
+        Box::pin(async move {
+            let req = inspect(req, limits).await.map_err(Rejection::from)?;
+            let label = req
+                .extensions()
+                .get::<McpRequest>()
+                .map_or("none", method_label);
+            match inner.call(req).await {
+                Ok(mut resp) => {
+                    resp.extensions_mut().insert(MethodLabel(label));
+                    Ok(resp)
+                }
+                Err(mut rejection) => {
+                    rejection.method = label;
+                    Err(rejection)
+                }
+            }
+        })
+    }
+}
+
+/// Reads and classifies one request; the returned request carries an [`McpRequest`].
+pub async fn inspect(
+    req: Request<Body>,
+    limits: InspectLimits,
+) -> Result<Request<Body>, InspectError> {
+    let (mut parts, body) = req.into_parts();
+    let session_id = header_str(&parts.headers, "mcp-session-id").map(Arc::from);
+    let protocol_version = header_str(&parts.headers, "mcp-protocol-version").map(Arc::from);
+    let mcp = match parts.method {
+        Method::POST => {
+            if !is_json(&parts.headers) {
+                return Err(InspectError::UnsupportedMediaType);
+            }
+            let bytes = read_bounded(&parts.headers, body, limits.max_body_bytes).await?;
+            let headers = PostHeaders {
+                session_id,
+                protocol_version,
+                mcp_method: header_str(&parts.headers, "mcp-method").map(str::to_owned),
+                mcp_name: header_str(&parts.headers, "mcp-name").map(str::to_owned),
+            };
+            parse_body(bytes, headers, limits.max_depth)?
+        }
+        Method::GET | Method::DELETE => {
+            let kind = if parts.method == Method::GET {
+                MessageKind::Stream
+            } else {
+                MessageKind::SessionEnd
+            };
+            let message = McpMessage {
+                kind,
+                method: None,
+                id: None,
+                target: None,
+                arguments: None,
+                is_error: false,
+            };
+            McpRequest {
+                messages: vec![message],
+                batch: false,
+                session_id,
+                protocol_version,
+                body: Default::default(),
+            }
+        }
+        _ => return Err(InspectError::MethodNotAllowed),
+    };
+    let body = if parts.method == Method::POST {
+        full(mcp.body.clone())
+    } else {
+        crate::body::empty()
+    };
+    parts.extensions.insert(mcp);
+    Ok(Request::from_parts(parts, body))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    header_str(headers, header::CONTENT_TYPE.as_str())
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+async fn read_bounded(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<bytes::Bytes, InspectError> {
+    let declared =
+        header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(InspectError::TooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(InspectError::TooLarge { limit })
+        }
+        Err(_) => Err(InspectError::BodyRead),
+    }
+}
+
+/// A batch is labelled `batch`; GET/DELETE by their kind.
+fn method_label(mcp: &McpRequest) -> &'static str {
+    match mcp.messages.as_slice() {
+        [one] => match one.kind {
+            MessageKind::Stream => "GET",
+            MessageKind::SessionEnd => "DELETE",
+            MessageKind::Response => "response",
+            _ => Metrics::method_label(one.method.as_deref()),
+        },
+        _ => "batch",
+    }
+}

@@ -1,0 +1,163 @@
+//! Prometheus metrics, one registry per proxy instance (tests run several in one process).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Tool names come from clients: past this many distinct values the label reads `other`,
+/// so a caller cannot grow the registry without bound.
+const MAX_TOOL_LABELS: usize = 256;
+
+/// MCP methods get their own label; anything else is `other`.
+const KNOWN_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "tasks/get",
+    "tasks/result",
+    "tasks/list",
+    "tasks/cancel",
+];
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub request_duration: HistogramVec,
+    pub policy_eval_duration: HistogramVec,
+    pub decisions: IntCounterVec,
+    pub rejections: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub active_streams: IntGauge,
+    pub policy_reloads: IntCounterVec,
+    tool_labels: Mutex<HashSet<String>>,
+}
+
+/// Microsecond-scale buckets: policy and inspection live there, upstreams above.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("mcp_pep".into()), None)?;
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels)
+        };
+        let m = Metrics {
+            request_duration: histogram(
+                "request_duration_seconds",
+                "Time from request received to response headers sent, by MCP method and outcome.",
+                &["method", "outcome"],
+            )?,
+            policy_eval_duration: histogram(
+                "policy_evaluation_duration_seconds",
+                "Time to evaluate the policy entrypoint for one message, by phase.",
+                &["phase"],
+            )?,
+            decisions: counter(
+                "decisions_total",
+                "Policy decisions by MCP method, tool and decision (allow, deny, error).",
+                &["method", "tool", "decision"],
+            )?,
+            rejections: counter(
+                "rejections_total",
+                "Requests refused before or instead of forwarding, by stage and reason.",
+                &["stage", "reason"],
+            )?,
+            upstream_duration: histogram(
+                "upstream_duration_seconds",
+                "Time until the upstream answered with response headers, by status class.",
+                &["status"],
+            )?,
+            upstream_errors: counter(
+                "upstream_errors_total",
+                "Upstream failures by kind.",
+                &["kind"],
+            )?,
+            active_streams: IntGauge::new(
+                "active_streams",
+                "SSE responses currently streaming to clients.",
+            )?,
+            policy_reloads: counter(
+                "policy_reloads_total",
+                "Policy set (re)loads by result (ok, error).",
+                &["result"],
+            )?,
+            tool_labels: Mutex::new(HashSet::new()),
+            registry,
+        };
+        m.registry.register(Box::new(m.request_duration.clone()))?;
+        m.registry
+            .register(Box::new(m.policy_eval_duration.clone()))?;
+        m.registry.register(Box::new(m.decisions.clone()))?;
+        m.registry.register(Box::new(m.rejections.clone()))?;
+        m.registry.register(Box::new(m.upstream_duration.clone()))?;
+        m.registry.register(Box::new(m.upstream_errors.clone()))?;
+        m.registry.register(Box::new(m.active_streams.clone()))?;
+        m.registry.register(Box::new(m.policy_reloads.clone()))?;
+        Ok(m)
+    }
+
+    /// The `method` label for a client-supplied method name.
+    pub fn method_label(method: Option<&str>) -> &'static str {
+        match method {
+            None => "none",
+            Some(m) => KNOWN_METHODS
+                .iter()
+                .find(|k| **k == m)
+                .copied()
+                .unwrap_or("other"),
+        }
+    }
+
+    /// The `tool` label, bounded in cardinality.
+    pub fn tool_label(&self, tool: Option<&str>) -> String {
+        let Some(tool) = tool else {
+            return String::new();
+        };
+        let Ok(mut seen) = self.tool_labels.lock() else {
+            return "other".into();
+        };
+        if seen.contains(tool) {
+            return tool.to_owned();
+        }
+        let printable = tool.len() <= 64 && tool.bytes().all(|b| b.is_ascii_graphic());
+        if printable && seen.len() < MAX_TOOL_LABELS {
+            seen.insert(tool.to_owned());
+            return tool.to_owned();
+        }
+        "other".into()
+    }
+
+    /// The text exposition format, for `/metrics`.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+}

@@ -1,0 +1,231 @@
+//! regorus behind a small interface: load a directory, evaluate one entrypoint.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use regorus::{Engine, Value};
+
+use crate::context::Decision;
+
+/// Every loaded set gets a new generation, so per-thread engine copies know when
+/// they are stale.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("policy directory {dir}: {source}")]
+    ReadDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {source}")]
+    ReadFile {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Compile { file: PathBuf, message: String },
+    #[error("{file}: data: {message}")]
+    Data { file: PathBuf, message: String },
+    #[error("policy directory {0} holds no .rego file")]
+    NoPolicies(PathBuf),
+    #[error("entrypoint {entrypoint}: {message}")]
+    Entrypoint { entrypoint: String, message: String },
+    #[error("evaluation failed: {0}")]
+    Eval(String),
+}
+
+/// A compiled set of policies and data with one decision entrypoint.
+pub struct PolicySet {
+    /// Warmed template; each worker thread evaluates on its own clone.
+    template: Engine,
+    entrypoint: String,
+    generation: u64,
+    files: Vec<PathBuf>,
+}
+
+thread_local! {
+    /// regorus evaluates through `&mut Engine`: one engine per worker thread avoids a
+    /// lock on the request path and a full clone per request.
+    static WORKER_ENGINE: RefCell<Option<(u64, Engine)>> = const { RefCell::new(None) };
+}
+
+impl PolicySet {
+    /// Loads every `*.rego`, `*.json`, `*.yaml`/`*.yml` file at the top of `dir`.
+    ///
+    /// Names starting with `.` are skipped: a mounted ConfigMap keeps its real files in
+    /// `..data/` and `..<timestamp>/` and shows them at the top as symlinks.
+    pub fn load(dir: &Path, entrypoint: &str) -> Result<Self, PolicyError> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|source| PolicyError::ReadDir {
+                dir: dir.into(),
+                source,
+            })?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|p| {
+                let hidden = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_none_or(|n| n.starts_with('.'));
+                let known = matches!(extension(p), "rego" | "json" | "yaml" | "yml");
+                !hidden && known && p.is_file()
+            })
+            .collect();
+        files.sort();
+        if !files.iter().any(|p| extension(p) == "rego") {
+            return Err(PolicyError::NoPolicies(dir.into()));
+        }
+        let mut engine = Engine::new();
+        engine.set_rego_v0(false);
+        // OPA semantics: a builtin error makes the expression undefined, not the query fail.
+        engine.set_strict_builtin_errors(false);
+        for file in &files {
+            let text = std::fs::read_to_string(file).map_err(|source| PolicyError::ReadFile {
+                file: file.clone(),
+                source,
+            })?;
+            let data_error = |e: anyhow::Error| PolicyError::Data {
+                file: file.clone(),
+                message: e.to_string(),
+            };
+            match extension(file) {
+                "rego" => {
+                    engine
+                        .add_policy(file.display().to_string(), text)
+                        .map_err(|e| PolicyError::Compile {
+                            file: file.clone(),
+                            message: e.to_string(),
+                        })?;
+                }
+                "json" => engine
+                    .add_data(Value::from_json_str(&text).map_err(data_error)?)
+                    .map_err(data_error)?,
+                _ => engine
+                    .add_data(Value::from_yaml_str(&text).map_err(data_error)?)
+                    .map_err(data_error)?,
+            }
+        }
+        let set = Self::from_engine(engine, entrypoint, files)?;
+        Ok(set)
+    }
+
+    /// Builds a set from policy sources held in memory (tests, benches, the demo).
+    pub fn from_sources(
+        rego: &[(&str, &str)],
+        data: Option<serde_json::Value>,
+        entrypoint: &str,
+    ) -> Result<Self, PolicyError> {
+        let mut engine = Engine::new();
+        engine.set_rego_v0(false);
+        engine.set_strict_builtin_errors(false);
+        for (name, text) in rego {
+            engine
+                .add_policy((*name).to_owned(), (*text).to_owned())
+                .map_err(|e| PolicyError::Compile {
+                    file: (*name).into(),
+                    message: e.to_string(),
+                })?;
+        }
+        if let Some(data) = data {
+            engine
+                .add_data(Value::from(data))
+                .map_err(|e| PolicyError::Data {
+                    file: "<memory>".into(),
+                    message: e.to_string(),
+                })?;
+        }
+        Self::from_engine(engine, entrypoint, Vec::new())
+    }
+
+    fn from_engine(
+        mut engine: Engine,
+        entrypoint: &str,
+        files: Vec<PathBuf>,
+    ) -> Result<Self, PolicyError> {
+        let entry_error = |e: anyhow::Error| PolicyError::Entrypoint {
+            entrypoint: entrypoint.into(),
+            message: e.to_string(),
+        };
+        // One evaluation now surfaces a missing entrypoint or rule error at load time,
+        // and leaves the engine prepared so clones do not prepare again.
+        engine.set_input(Value::new_object());
+        engine
+            .eval_rule(entrypoint.to_owned())
+            .map_err(entry_error)?;
+        Ok(PolicySet {
+            template: engine,
+            entrypoint: entrypoint.to_owned(),
+            generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+            files,
+        })
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    pub fn entrypoint(&self) -> &str {
+        &self.entrypoint
+    }
+
+    /// Evaluates the entrypoint for one input. Errors are returned, never turned into
+    /// an allow; the caller denies on them.
+    pub fn evaluate(&self, input: Value) -> Result<Decision, PolicyError> {
+        WORKER_ENGINE.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            let engine = match &mut *slot {
+                Some((generation, engine)) if *generation == self.generation => engine,
+                _ => &mut slot.insert((self.generation, self.template.clone())).1,
+            };
+            engine.set_input(input);
+            let value = engine
+                .eval_rule(self.entrypoint.clone())
+                .map_err(|e| PolicyError::Eval(e.to_string()))?;
+            Ok(decision_from(&value))
+        })
+    }
+}
+
+/// Reads the entrypoint's value: `true`/`false`, or `{"allow": bool, "reasons": [..]}`.
+/// Anything else (undefined, another shape) denies.
+pub fn decision_from(value: &Value) -> Decision {
+    match value {
+        Value::Bool(true) => Decision::allow(),
+        Value::Bool(false) => Decision::deny("policy returned false"),
+        Value::Undefined => Decision::deny("policy decision is undefined"),
+        Value::Object(obj) => {
+            let allow = obj.get(&Value::from("allow"));
+            let reasons = match obj.get(&Value::from("reasons")) {
+                Some(Value::Array(items)) => items.iter().filter_map(as_string).collect(),
+                Some(Value::Set(items)) => items.iter().filter_map(as_string).collect(),
+                _ => Vec::new(),
+            };
+            match allow {
+                Some(Value::Bool(true)) => Decision {
+                    allow: true,
+                    reasons,
+                },
+                Some(Value::Bool(false)) if !reasons.is_empty() => Decision {
+                    allow: false,
+                    reasons,
+                },
+                Some(Value::Bool(false)) => Decision::deny("policy denied without a reason"),
+                _ => Decision::deny("policy decision has no boolean allow"),
+            }
+        }
+        _ => Decision::deny("policy decision is neither a boolean nor an object"),
+    }
+}
+
+fn as_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+fn extension(p: &Path) -> &str {
+    p.extension().and_then(|e| e.to_str()).unwrap_or("")
+}

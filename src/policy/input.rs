@@ -1,0 +1,78 @@
+//! The policy input document (contract version 1, see docs/policy-input.md).
+
+use serde_json::{Value, json};
+
+use crate::context::{McpMessage, McpRequest, PeerIdentity};
+
+/// Version of the input contract; bumped on any incompatible change.
+pub const INPUT_VERSION: u64 = 1;
+
+/// Whether the message is being decided (`call`) or an item of a list result is being
+/// filtered (`list`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Call,
+    List,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Call => "call",
+            Phase::List => "list",
+        }
+    }
+}
+
+/// The HTTP facts of the request the message came in.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpFacts<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+}
+
+/// Builds the input document for one message. Fields that no stage filled are `null`,
+/// so the document always has the same shape.
+pub fn build(
+    message: &McpMessage,
+    request: &McpRequest,
+    identity: Option<&PeerIdentity>,
+    http: HttpFacts<'_>,
+    phase: Phase,
+) -> Value {
+    let target = message.target.as_deref();
+    let method = message.method.as_deref();
+    let named = |m: &str| if method == Some(m) { target } else { None };
+    json!({
+        "version": INPUT_VERSION,
+        "kind": message.kind.as_str(),
+        "phase": phase.as_str(),
+        "identity": identity_json(identity),
+        "token": Value::Null,
+        "mcp": {
+            "method": method,
+            "id": message.id.as_ref().map(|id| id.to_json()),
+            "tool": named("tools/call"),
+            "prompt": named("prompts/get"),
+            "resource": if method.is_some_and(|m| m.starts_with("resources/")) { target } else { None },
+            "arguments": message.arguments.clone().unwrap_or(Value::Null),
+            "is_error": message.is_error,
+            "batch": request.batch,
+            "session_id": request.session_id.as_deref(),
+            "protocol_version": request.protocol_version.as_deref(),
+        },
+        "http": { "method": http.method, "path": http.path },
+    })
+}
+
+fn identity_json(identity: Option<&PeerIdentity>) -> Value {
+    match identity {
+        Some(PeerIdentity::Spiffe(id)) => json!({
+            "spiffe_id": &*id.spiffe_id,
+            "trust_domain": &*id.trust_domain,
+            "path": &*id.path,
+            "source": id.source.as_str(),
+        }),
+        Some(PeerIdentity::Anonymous) | None => Value::Null,
+    }
+}

@@ -1,0 +1,267 @@
+//! The policy layer: decides every message of an inspected request; forwards only
+//! when every one is allowed.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_util::future::BoxFuture;
+use http::{Request, Response, StatusCode};
+use tower::{Layer, Service};
+
+use super::input::{self, HttpFacts, Phase};
+use super::{PolicySet, PolicyStore};
+use crate::body::Body;
+use crate::context::{Decision, DecisionId, McpMessage, McpRequest, PeerIdentity};
+use crate::error::{Rejection, Stage, code};
+use crate::metrics::Metrics;
+
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyOptions {
+    /// HTTP status of a denied request that has a JSON-RPC id. 200 keeps the official
+    /// SDK sessions alive and shows the agent a per-call JSON-RPC error.
+    pub deny_status: StatusCode,
+    /// Send the policy's reasons to the client (they always go to the log).
+    pub expose_reasons: bool,
+}
+
+impl Default for PolicyOptions {
+    fn default() -> Self {
+        PolicyOptions {
+            deny_status: StatusCode::OK,
+            expose_reasons: false,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct PolicyLayer {
+    store: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+    options: PolicyOptions,
+}
+
+impl PolicyLayer {
+    pub fn new(store: Arc<PolicyStore>, metrics: Arc<Metrics>, options: PolicyOptions) -> Self {
+        PolicyLayer {
+            store,
+            metrics,
+            options,
+        }
+    }
+}
+
+impl<S> Layer<S> for PolicyLayer {
+    type Service = PolicyService<S>;
+    fn layer(&self, inner: S) -> PolicyService<S> {
+        PolicyService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct PolicyService<S> {
+    inner: S,
+    layer: PolicyLayer,
+}
+
+impl<S> Service<Request<Body>> for PolicyService<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Rejection>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Response<Body>;
+    type Error = Rejection;
+    type Future = BoxFuture<'static, Result<Response<Body>, Rejection>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Rejection>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let decided = self.layer.decide(&req);
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            decided?;
+            inner.call(req).await
+        })
+    }
+}
+
+impl PolicyLayer {
+    /// Decides every message of `req`; `Err` is the answer to send instead of forwarding.
+    fn decide(&self, req: &Request<Body>) -> Result<(), Rejection> {
+        let decision_id = req
+            .extensions()
+            .get::<DecisionId>()
+            .cloned()
+            .unwrap_or_default();
+        let Some(mcp) = req.extensions().get::<McpRequest>() else {
+            // Inspection must run first; a request without its result is never forwarded.
+            return Err(self.refuse(
+                Stage::Policy,
+                "not_inspected",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &decision_id,
+                None,
+            ));
+        };
+        let Some(set) = self.store.current() else {
+            self.metrics
+                .decisions
+                .with_label_values(&["none", "", "error"])
+                .inc();
+            return Err(self.refuse(
+                Stage::Policy,
+                "no_policy",
+                StatusCode::SERVICE_UNAVAILABLE,
+                &decision_id,
+                mcp.messages.first(),
+            ));
+        };
+        let identity = req.extensions().get::<PeerIdentity>();
+        let http = HttpFacts {
+            method: req.method().as_str(),
+            path: req.uri().path(),
+        };
+        let decisions: Vec<Decision> = mcp
+            .messages
+            .iter()
+            .map(|message| self.decide_one(&set, message, mcp, identity, http, &decision_id))
+            .collect();
+        if decisions.iter().all(|d| d.allow) {
+            return Ok(());
+        }
+        Err(self.denial(mcp, &decisions, decision_id))
+    }
+
+    fn decide_one(
+        &self,
+        set: &PolicySet,
+        message: &McpMessage,
+        mcp: &McpRequest,
+        identity: Option<&PeerIdentity>,
+        http: HttpFacts<'_>,
+        decision_id: &DecisionId,
+    ) -> Decision {
+        let started = Instant::now();
+        let input = input::build(message, mcp, identity, http, Phase::Call);
+        let (decision, outcome) = match set.evaluate(regorus::Value::from(input)) {
+            Ok(d) if d.allow => (d, "allow"),
+            Ok(d) => (d, "deny"),
+            Err(e) => {
+                tracing::warn!(%decision_id, error = %e, "policy evaluation failed; denying");
+                (Decision::deny("policy evaluation failed"), "error")
+            }
+        };
+        let elapsed = started.elapsed();
+        self.metrics
+            .policy_eval_duration
+            .with_label_values(&[Phase::Call.as_str()])
+            .observe(elapsed.as_secs_f64());
+        let method = Metrics::method_label(message.method.as_deref());
+        let tool = self.metrics.tool_label(message.target.as_deref());
+        self.metrics
+            .decisions
+            .with_label_values(&[method, tool.as_str(), outcome])
+            .inc();
+        let spiffe_id = match identity {
+            Some(PeerIdentity::Spiffe(id)) => Some(&*id.spiffe_id),
+            _ => None,
+        };
+        tracing::info!(
+            target: "mcp_pep::decision",
+            %decision_id,
+            spiffe_id,
+            kind = message.kind.as_str(),
+            method = message.method.as_deref(),
+            target = message.target.as_deref(),
+            allow = decision.allow,
+            reasons = ?decision.reasons,
+            eval_us = elapsed.as_micros() as u64,
+            "decision"
+        );
+        decision
+    }
+
+    /// The answer to a denied request. A batch answers every element that has an id.
+    fn denial(
+        &self,
+        mcp: &McpRequest,
+        decisions: &[Decision],
+        decision_id: DecisionId,
+    ) -> Rejection {
+        let denied: Vec<String> = decisions
+            .iter()
+            .filter(|d| !d.allow)
+            .flat_map(|d| d.reasons.clone())
+            .collect();
+        let first = &mcp.messages[0];
+        let status = if mcp.batch || first.id.is_some() {
+            self.options.deny_status
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        let message = format!("denied by policy (decision {decision_id})");
+        let mut rejection = Rejection::new(
+            Stage::Policy,
+            "denied",
+            status,
+            code::POLICY_DENIED,
+            message,
+        )
+        .with_id(if mcp.batch { None } else { first.id.clone() });
+        rejection.decision_id = Some(decision_id);
+        rejection.reasons = denied;
+        if mcp.batch {
+            // Forwarding part of a batch would mean re-serialising it; the whole batch is
+            // refused and each request learns whether it was the denied one.
+            let elements: Vec<_> = mcp
+                .messages
+                .iter()
+                .zip(decisions)
+                .filter(|(m, _)| m.id.is_some())
+                .map(|(m, d)| {
+                    let text = if d.allow {
+                        "not executed: another message of the batch was denied by policy".to_owned()
+                    } else {
+                        rejection.message.clone()
+                    };
+                    rejection.error_body(
+                        m.id.as_ref(),
+                        &text,
+                        self.options.expose_reasons && !d.allow,
+                    )
+                })
+                .collect();
+            if !elements.is_empty() {
+                rejection.batch = Some(elements);
+            }
+        }
+        rejection
+    }
+
+    fn refuse(
+        &self,
+        stage: Stage,
+        reason: &'static str,
+        status: StatusCode,
+        decision_id: &DecisionId,
+        message: Option<&McpMessage>,
+    ) -> Rejection {
+        let text = format!(
+            "denied: {} (decision {decision_id})",
+            reason.replace('_', " ")
+        );
+        let mut rejection = Rejection::new(stage, reason, status, code::POLICY_DENIED, text)
+            .with_id(message.and_then(|m| m.id.clone()));
+        rejection.decision_id = Some(decision_id.clone());
+        rejection
+    }
+}

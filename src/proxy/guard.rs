@@ -1,0 +1,97 @@
+//! Refusals that need no body: the wrong path and a foreign `Origin`.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::{Either, Ready, ready};
+use http::{Request, StatusCode, header};
+use tower::{Layer, Service};
+
+use crate::body::Body;
+use crate::error::{Rejection, Stage, code};
+
+#[derive(Clone)]
+pub struct GuardLayer {
+    mcp_path: Arc<str>,
+    /// Exact, lowercase `scheme://host[:port]` origins (MCP: validate Origin against DNS
+    /// rebinding). Requests without `Origin` (non-browser clients) pass.
+    allowed_origins: Arc<[String]>,
+}
+
+impl GuardLayer {
+    pub fn new(mcp_path: &str, allowed_origins: &[String]) -> Self {
+        let allowed_origins = allowed_origins
+            .iter()
+            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+            .collect();
+        GuardLayer {
+            mcp_path: mcp_path.into(),
+            allowed_origins,
+        }
+    }
+
+    pub fn check<B>(&self, req: &Request<B>) -> Result<(), Rejection> {
+        if req.uri().path() != &*self.mcp_path {
+            return Err(Rejection::new(
+                Stage::Listener,
+                "not_found",
+                StatusCode::NOT_FOUND,
+                code::REQUEST_REFUSED,
+                "not found",
+            ));
+        }
+        for origin in req.headers().get_all(header::ORIGIN) {
+            let allowed = origin.to_str().is_ok_and(|o| {
+                self.allowed_origins
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(o.trim_end_matches('/')))
+            });
+            if !allowed {
+                return Err(Rejection::new(
+                    Stage::Listener,
+                    "origin",
+                    StatusCode::FORBIDDEN,
+                    code::REQUEST_REFUSED,
+                    "origin not allowed",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Guard<S> {
+    inner: S,
+    layer: GuardLayer,
+}
+
+impl<S> Service<Request<Body>> for Guard<S>
+where
+    S: Service<Request<Body>, Error = Rejection>,
+{
+    type Response = S::Response;
+    type Error = Rejection;
+    type Future = Either<S::Future, Ready<Result<S::Response, Rejection>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Rejection>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        match self.layer.check(&req) {
+            Ok(()) => Either::Left(self.inner.call(req)),
+            Err(rejection) => Either::Right(ready(Err(rejection))),
+        }
+    }
+}

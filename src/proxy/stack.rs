@@ -1,0 +1,62 @@
+//! The one place where the stages are put in order.
+
+use std::sync::Arc;
+
+use http::Uri;
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
+
+use super::edge::EdgeLayer;
+use super::guard::GuardLayer;
+use super::upstream::{Upstream, UpstreamTimeouts};
+use crate::body::Body;
+use crate::context::SpiffeIdentity;
+use crate::identity::IdentityLayer;
+use crate::mcp::{InspectLayer, InspectLimits};
+use crate::metrics::Metrics;
+use crate::policy::{PolicyLayer, PolicyOptions, PolicyStore};
+
+/// Everything the stack needs, already validated.
+#[derive(Clone)]
+pub struct StackConfig {
+    pub mcp_path: String,
+    pub allowed_origins: Vec<String>,
+    pub local_identity: Option<SpiffeIdentity>,
+    pub limits: InspectLimits,
+    pub policy: PolicyOptions,
+    pub upstream_url: Uri,
+    pub upstream_timeouts: UpstreamTimeouts,
+    pub pool_max_idle_per_host: usize,
+}
+
+pub type ProxyService =
+    BoxCloneSyncService<http::Request<Body>, http::Response<Body>, std::convert::Infallible>;
+
+pub fn build_stack(
+    config: &StackConfig,
+    store: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+) -> ProxyService {
+    let upstream = Upstream::new(
+        config.upstream_url.clone(),
+        config.upstream_timeouts,
+        config.pool_max_idle_per_host,
+        metrics.clone(),
+    );
+    let service = ServiceBuilder::new()
+        // Decision id, span, request metric; every refusal below becomes an answer here.
+        .layer(EdgeLayer::new(
+            metrics.clone(),
+            config.policy.expose_reasons,
+        ))
+        // Cheap refusals first: wrong path, foreign Origin (DNS rebinding).
+        .layer(GuardLayer::new(&config.mcp_path, &config.allowed_origins))
+        // Who is calling, before anything about what they ask is read.
+        .layer(IdentityLayer::new(config.local_identity.clone()))
+        // Bounded read, strict JSON-RPC, typed McpRequest; original bytes kept.
+        .layer(InspectLayer::new(config.limits))
+        // Every message decided; any error or undefined denies.
+        .layer(PolicyLayer::new(store, metrics, config.policy))
+        .service(upstream);
+    BoxCloneSyncService::new(service)
+}

@@ -1,0 +1,232 @@
+//! The terminal service: forwards the authorised request to the tool server over a
+//! pooled client and streams its answer back, SSE frame by frame.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{Request, Response, StatusCode, Uri, Version, header};
+use http_body::Frame;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tower::Service;
+
+use super::headers;
+use crate::body::{Body, BodyError, boxed};
+use crate::context::McpRequest;
+use crate::error::{Rejection, Stage, code};
+use crate::metrics::Metrics;
+
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTimeouts {
+    pub connect: Duration,
+    /// Until response headers arrive; a stream may then run as long as it likes.
+    pub response_header: Duration,
+    pub pool_idle: Duration,
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        UpstreamTimeouts {
+            connect: Duration::from_secs(5),
+            response_header: Duration::from_secs(60),
+            pool_idle: Duration::from_secs(90),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("upstream connection failed")]
+    Connect(#[source] hyper_util::client::legacy::Error),
+    #[error("upstream request failed")]
+    Request(#[source] hyper_util::client::legacy::Error),
+    #[error("upstream URL could not be built")]
+    Uri(#[from] http::Error),
+}
+
+impl UpstreamError {
+    fn reason(&self) -> &'static str {
+        match self {
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::Connect(_) => "connect",
+            UpstreamError::Request(_) => "request",
+            UpstreamError::Uri(_) => "uri",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, Body>,
+    url: Arc<Uri>,
+    response_header_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl Upstream {
+    pub fn new(
+        url: Uri,
+        timeouts: UpstreamTimeouts,
+        pool_max_idle_per_host: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeouts.connect));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(timeouts.pool_idle)
+            .pool_max_idle_per_host(pool_max_idle_per_host)
+            .build(connector);
+        Upstream {
+            client,
+            url: Arc::new(url),
+            response_header_timeout: timeouts.response_header,
+            metrics,
+        }
+    }
+
+    /// The upstream URL with the client's query string, if any.
+    fn target(&self, client_uri: &Uri) -> Result<Uri, http::Error> {
+        let mut parts = (*self.url).clone().into_parts();
+        if let Some(query) = client_uri.query() {
+            let path = self.url.path();
+            let joined = match self.url.query() {
+                Some(own) => format!("{path}?{own}&{query}"),
+                None => format!("{path}?{query}"),
+            };
+            parts.path_and_query = Some(joined.parse().map_err(http::Error::from)?);
+        }
+        Ok(Uri::from_parts(parts).map_err(http::Error::from)?)
+    }
+
+    async fn forward(self, req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
+        let (mut parts, body) = req.into_parts();
+        parts.uri = self.target(&parts.uri)?;
+        // Clients may speak h2 to us; the pooled upstream connection is HTTP/1.1.
+        parts.version = Version::HTTP_11;
+        headers::sanitize_request(&mut parts.headers);
+        parts.extensions = http::Extensions::new();
+        let started = Instant::now();
+        let sent = tokio::time::timeout(
+            self.response_header_timeout,
+            self.client.request(Request::from_parts(parts, body)),
+        );
+        let resp = match sent.await {
+            Err(_) => return Err(UpstreamError::Timeout(self.response_header_timeout)),
+            Ok(Err(e)) if e.is_connect() => return Err(UpstreamError::Connect(e)),
+            Ok(Err(e)) => return Err(UpstreamError::Request(e)),
+            Ok(Ok(resp)) => resp,
+        };
+        let class = status_class(resp.status());
+        self.metrics
+            .upstream_duration
+            .with_label_values(&[class])
+            .observe(started.elapsed().as_secs_f64());
+        let (mut parts, body) = resp.into_parts();
+        headers::sanitize_response(&mut parts.headers);
+        let is_sse = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("text/event-stream")
+            });
+        let body = if is_sse {
+            boxed(StreamGuard::new(boxed(body), &self.metrics))
+        } else {
+            boxed(body)
+        };
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+impl Service<Request<Body>> for Upstream {
+    type Response = Response<Body>;
+    type Error = Rejection;
+    type Future = BoxFuture<'static, Result<Response<Body>, Rejection>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Rejection>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let id = req
+            .extensions()
+            .get::<McpRequest>()
+            .and_then(|m| m.messages.first()?.id.clone());
+        let this = self.clone();
+        Box::pin(async move {
+            let metrics = this.metrics.clone();
+            this.forward(req).await.map_err(|e| {
+                metrics.upstream_errors.with_label_values(&[e.reason()]).inc();
+                tracing::warn!(error = %e, cause = ?std::error::Error::source(&e), "upstream failed");
+                let (status, code) = match e {
+                    UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, code::UPSTREAM_TIMEOUT),
+                    _ => (StatusCode::BAD_GATEWAY, code::UPSTREAM_UNAVAILABLE),
+                };
+                Rejection::new(Stage::Upstream, e.reason(), status, code, e.to_string()).with_id(id)
+            })
+        })
+    }
+}
+
+/// Counts an SSE response as an active stream for as long as its body lives.
+struct StreamGuard {
+    inner: Body,
+    gauge: prometheus::IntGauge,
+}
+
+impl StreamGuard {
+    fn new(inner: Body, metrics: &Metrics) -> Self {
+        metrics.active_streams.inc();
+        StreamGuard {
+            inner,
+            gauge: metrics.active_streams.clone(),
+        }
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+impl http_body::Body for StreamGuard {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Checks the e2e harness itself, without mcp-pep: the SDK clients and the
+# conformance comparison against server-everything directly, and the deny path
+# through deny_shim.mjs (a stand-in that answers a denied tools/call exactly as
+# mcp-pep does). Also checks that the deny check is not vacuous: expecting a
+# denial from the bare server must fail. Ends with "N passed, M failed".
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+bash "$here/setup.sh"
+. "$here/lib.sh"
+cd "$here"
+
+port="$(free_port)"
+start_everything "$port"
+direct="http://127.0.0.1:$port/mcp"
+shim_port="$(free_port)"
+start_bg deny-shim "$E2E_NODE" deny_shim.mjs "$shim_port" "$direct" get-sum
+shim="http://127.0.0.1:$shim_port/mcp"
+wait_http "$shim"
+echo "selftest: server-everything at $direct, deny shim at $shim, logs in $E2E_LOGDIR"
+
+passed=0 failed=0
+# check NAME CMD...: run one test, count it.
+check() {
+  local name="$1"; shift
+  echo "--- $name"
+  if "$@"; then passed=$((passed + 1)); echo "--- $name: PASS"
+  else failed=$((failed + 1)); echo "--- $name: FAIL"; fi
+}
+# Inverts a command's result, for the must-fail cases (output still shown).
+fails() { ! "$@"; }
+
+check py-direct "$E2E_PY" py_client.py "$direct"
+check ts-direct "$E2E_NODE" ts_client.mjs "$direct"
+check py-deny-shim "$E2E_PY" py_client.py "$shim" --expect-deny get-sum
+check ts-deny-shim "$E2E_NODE" ts_client.mjs "$shim" --expect-deny get-sum
+check py-deny-missing-fails fails "$E2E_PY" py_client.py "$direct" --expect-deny get-sum
+check ts-deny-missing-fails fails "$E2E_NODE" ts_client.mjs "$direct" --expect-deny get-sum
+check conformance-same-url ./conformance.sh "$direct" "$direct" "$E2E_LOGDIR/conformance-same"
+check conformance-via-shim ./conformance.sh "$direct" "$shim" "$E2E_LOGDIR/conformance-shim"
+check conformance-dead-proxy-fails fails ./conformance.sh "$direct" "http://127.0.0.1:$(free_port)/mcp" "$E2E_LOGDIR/conformance-dead"
+
+echo "selftest: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]

@@ -1,0 +1,132 @@
+#!/usr/bin/env node
+// End-to-end MCP client on the official TypeScript SDK (@modelcontextprotocol/sdk).
+//
+// Usage: node ts_client.mjs URL [--expect-deny TOOL]
+//
+// Steps: initialize, tools/list (must list `echo`), call `echo`, wait for the GET SSE
+// stream the SDK opens after initialize, optionally call TOOL and require the proxy's
+// policy denial (McpError -32001, message containing "denied"), call `echo` again
+// (session still usable), terminateSession() (DELETE, must be answered 2xx), and check
+// the session is then gone. Exit 0 on success, 1 with a message on the first failure.
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
+
+const args = process.argv.slice(2);
+const denyIdx = args.indexOf('--expect-deny');
+const denyTool = denyIdx >= 0 ? args.splice(denyIdx, 2)[1] : undefined;
+const url = args[0];
+if (!url || args.length !== 1 || (denyIdx >= 0 && !denyTool)) {
+  console.error('usage: ts_client.mjs URL [--expect-deny TOOL]');
+  process.exit(2);
+}
+
+const step = (msg) => console.log(`[ts] ${msg}`);
+class StepFailed extends Error {}
+const check = (cond, msg) => { if (!cond) throw new StepFailed(msg); };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Every HTTP exchange the SDK makes, recorded by wrapping fetch. fetch resolves once
+// the headers arrive, so the long-lived GET stream is recorded too. The SDK treats a
+// 405 on DELETE as success, so we look at the real status ourselves.
+const exchanges = [];
+const recordingFetch = async (input, init = {}) => {
+  const res = await fetch(input, init);
+  const reqHeaders = new Headers(init.headers);
+  exchanges.push({
+    method: init.method ?? 'GET',
+    status: res.status,
+    contentType: res.headers.get('content-type') ?? '',
+    sessionId: reqHeaders.get('mcp-session-id'),
+  });
+  return res;
+};
+const seen = (method) => exchanges.filter((e) => e.method === method);
+
+async function callEcho(client, label) {
+  const res = await client.callTool({ name: 'echo', arguments: { message: 'hi' } });
+  const texts = res.content.filter((c) => c.type === 'text').map((c) => c.text);
+  check(!res.isError, `${label}: echo returned isError: ${JSON.stringify(texts)}`);
+  // server-everything answers "Echo: hi"; only require that our text came back.
+  check(texts.some((t) => t.includes('hi')), `${label}: echo text not returned: ${JSON.stringify(texts)}`);
+  step(`${label}: ok (${JSON.stringify(texts[0])})`);
+}
+
+async function run() {
+  const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: recordingFetch });
+  // Reported, not fatal: the SDK also routes recoverable stream errors here.
+  transport.onerror = (err) => step(`transport error: ${err?.message ?? err}`);
+  const client = new Client({ name: 'mcp-pep-e2e-ts', version: '1.0.0' });
+
+  await client.connect(transport);
+  const sid = transport.sessionId;
+  check(!!sid, 'initialize: the server issued no Mcp-Session-Id');
+  check(seen('POST')[0]?.sessionId === null, 'initialize POST must not carry a session id');
+  const info = client.getServerVersion();
+  step(`initialize: ok (protocol ${transport.protocolVersion}, server ${info?.name})`);
+
+  const { tools } = await client.listTools();
+  const names = tools.map((t) => t.name).sort();
+  check(names.includes('echo'), `tools/list: no echo in ${names}`);
+  step(`tools/list: ok (${names.length} tools)`);
+
+  await callEcho(client, 'tools/call echo');
+
+  // The SDK opens GET /mcp (SSE) once notifications/initialized is answered 202.
+  for (let i = 0; i < 100 && seen('GET').length === 0; i++) await sleep(50);
+  const get = seen('GET')[0];
+  check(!!get, 'GET SSE stream: the SDK never opened it');
+  check(get.status === 200 && get.contentType.startsWith('text/event-stream'),
+    `GET SSE stream: got ${get.status} ${JSON.stringify(get.contentType)}`);
+  check(get.sessionId === sid, `GET SSE stream: session id ${get.sessionId} != ${sid}`);
+  step(`GET SSE stream: ok (${get.status} ${get.contentType})`);
+
+  if (denyTool) {
+    let res;
+    try {
+      res = await client.callTool({ name: denyTool, arguments: {} });
+    } catch (e) {
+      check(e instanceof McpError, `deny ${denyTool}: not an McpError: ${e?.constructor?.name}: ${e?.message}`);
+      check(e.code === -32001, `deny ${denyTool}: error code ${e.code}, want -32001 (${e.message})`);
+      check(e.message.includes('denied'), `deny ${denyTool}: message lacks 'denied': ${JSON.stringify(e.message)}`);
+      step(`deny ${denyTool}: ok (${e.code} ${JSON.stringify(e.message)})`);
+    }
+    check(res === undefined, `deny ${denyTool}: not denied, got a result: ${JSON.stringify(res)?.slice(0, 200)}`);
+    await callEcho(client, 'tools/call echo after deny');
+  }
+
+  await transport.terminateSession();
+  const del = seen('DELETE')[0];
+  check(!!del, 'DELETE: terminateSession() sent nothing');
+  check(del.sessionId === sid, `DELETE: session id ${del.sessionId} != ${sid}`);
+  check(del.status >= 200 && del.status < 300, `DELETE: status ${del.status}`);
+  step(`DELETE: ok (${del.status})`);
+  await client.close();
+
+  // The terminated session must be refused now (spec: 404; server-everything: 400).
+  const after = await fetch(url, {
+    method: 'POST',
+    headers: {
+      accept: 'application/json, text/event-stream', 'content-type': 'application/json',
+      'mcp-session-id': sid, 'mcp-protocol-version': transport.protocolVersion ?? '2025-11-25',
+    },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 99, method: 'tools/list' }),
+  });
+  await after.body?.cancel();
+  check(after.status >= 400 && after.status < 500, `after DELETE: session still answers (${after.status})`);
+  step(`after DELETE: session refused (${after.status})`);
+}
+
+// Bound the whole run: a hung proxy must fail the test, not stall CI.
+const timeout = setTimeout(() => { console.error('[ts] FAIL: timed out after 60s'); process.exit(1); }, 60_000);
+try {
+  await run();
+  step('all steps passed');
+  clearTimeout(timeout);
+  process.exit(0);
+} catch (e) {
+    const detail = e instanceof StepFailed ? e.message
+    : `${e?.name}: ${e?.message}${e?.cause ? ` (cause: ${e.cause.message ?? e.cause})` : ''}`;
+  console.error(`[ts] FAIL: ${detail}`);
+  process.exit(1);
+}
