@@ -82,7 +82,8 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             admin_listen: "127.0.0.1:9090".into(),
             mcp_path: "/mcp".into(),
-            allowed_origins: Vec::new(),
+            // Pages served from this machine are not a DNS-rebinding threat.
+            allowed_origins: ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"].map(String::from).to_vec(),
             shutdown_grace_ms: 10_000,
             upstream: UpstreamConfig::default(),
             policy: PolicyConfig::default(),
@@ -279,7 +280,8 @@ impl Config {
                 )
             })?;
         for origin_value in &self.allowed_origins {
-            let parsed: Option<Uri> = origin_value.parse().ok();
+            let exact = origin_value.strip_suffix(":*").unwrap_or(origin_value);
+            let parsed: Option<Uri> = exact.parse().ok();
             let ok = parsed.is_some_and(|u| {
                 u.scheme().is_some() && u.authority().is_some() && u.path() == "/"
             });

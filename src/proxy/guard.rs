@@ -13,8 +13,8 @@ use crate::error::{Rejection, Stage, code};
 #[derive(Clone)]
 pub struct GuardLayer {
     mcp_path: Arc<str>,
-    /// Exact, lowercase `scheme://host[:port]` origins (MCP: validate Origin against DNS
-    /// rebinding). Requests without `Origin` (non-browser clients) pass.
+    /// `scheme://host[:port]` origins, or `scheme://host:*` (MCP: validate Origin against
+    /// DNS rebinding). Requests without `Origin` (non-browser clients) pass.
     allowed_origins: Arc<[String]>,
 }
 
@@ -41,11 +41,9 @@ impl GuardLayer {
             ));
         }
         for origin in req.headers().get_all(header::ORIGIN) {
-            let allowed = origin.to_str().is_ok_and(|o| {
-                self.allowed_origins
-                    .iter()
-                    .any(|a| a.eq_ignore_ascii_case(o.trim_end_matches('/')))
-            });
+            let allowed = origin
+                .to_str()
+                .is_ok_and(|o| self.allowed_origins.iter().any(|a| origin_matches(a, o)));
             if !allowed {
                 return Err(Rejection::new(
                     Stage::Listener,
@@ -57,6 +55,20 @@ impl GuardLayer {
             }
         }
         Ok(())
+    }
+}
+
+/// `allowed` is an exact origin, or `scheme://host:*` for any port of that host.
+fn origin_matches(allowed: &str, origin: &str) -> bool {
+    let origin = origin.trim_end_matches('/');
+    match allowed.strip_suffix(":*") {
+        Some(host) => {
+            let Some(rest) = origin.get(..host.len()).filter(|o| o.eq_ignore_ascii_case(host)).map(|_| &origin[host.len()..]) else {
+                return false;
+            };
+            rest.is_empty() || rest.strip_prefix(':').is_some_and(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+        }
+        None => allowed.eq_ignore_ascii_case(origin),
     }
 }
 
@@ -93,5 +105,23 @@ where
             Ok(()) => Either::Left(self.inner.call(req)),
             Err(rejection) => Either::Right(ready(Err(rejection))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_matches;
+
+    #[test]
+    fn origin_patterns() {
+        assert!(origin_matches("http://127.0.0.1:*", "http://127.0.0.1:8080"));
+        assert!(origin_matches("http://127.0.0.1:*", "http://127.0.0.1"));
+        assert!(origin_matches("https://app.example.com", "https://APP.example.com"));
+        assert!(!origin_matches("http://127.0.0.1:*", "http://127.0.0.1.evil.com"));
+        assert!(!origin_matches("http://127.0.0.1:*", "http://127.0.0.1:80x"));
+        assert!(!origin_matches("http://127.0.0.1:*", "http://127.0.0.1:"));
+        assert!(!origin_matches("http://localhost:*", "https://localhost:8080"));
+        assert!(!origin_matches("https://app.example.com", "https://app.example.com.evil.com"));
+        assert!(!origin_matches("https://app.example.com", "null"));
     }
 }
