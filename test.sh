@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of mcp-pep on a fresh machine: lint, unit and black-box Rust tests,
+# then the end-to-end tests against real MCP peers (installed by tests/e2e/setup.sh
+# from pinned lockfiles).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --locked
+
+step "e2e: real MCP SDK clients, server-everything, conformance suite"
+cargo build --locked --bin mcp-pep
+bash tests/e2e/run.sh target/debug/mcp-pep
