@@ -83,7 +83,9 @@ impl Default for Config {
             admin_listen: "127.0.0.1:9090".into(),
             mcp_path: "/mcp".into(),
             // Pages served from this machine are not a DNS-rebinding threat.
-            allowed_origins: ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"].map(String::from).to_vec(),
+            allowed_origins: ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
+                .map(String::from)
+                .to_vec(),
             shutdown_grace_ms: 10_000,
             upstream: UpstreamConfig::default(),
             policy: PolicyConfig::default(),

@@ -63,10 +63,17 @@ fn origin_matches(allowed: &str, origin: &str) -> bool {
     let origin = origin.trim_end_matches('/');
     match allowed.strip_suffix(":*") {
         Some(host) => {
-            let Some(rest) = origin.get(..host.len()).filter(|o| o.eq_ignore_ascii_case(host)).map(|_| &origin[host.len()..]) else {
+            let Some(rest) = origin
+                .get(..host.len())
+                .filter(|o| o.eq_ignore_ascii_case(host))
+                .map(|_| &origin[host.len()..])
+            else {
                 return false;
             };
-            rest.is_empty() || rest.strip_prefix(':').is_some_and(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+            rest.is_empty()
+                || rest.strip_prefix(':').is_some_and(|port| {
+                    !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+                })
         }
         None => allowed.eq_ignore_ascii_case(origin),
     }
@@ -114,14 +121,32 @@ mod tests {
 
     #[test]
     fn origin_patterns() {
-        assert!(origin_matches("http://127.0.0.1:*", "http://127.0.0.1:8080"));
+        assert!(origin_matches(
+            "http://127.0.0.1:*",
+            "http://127.0.0.1:8080"
+        ));
         assert!(origin_matches("http://127.0.0.1:*", "http://127.0.0.1"));
-        assert!(origin_matches("https://app.example.com", "https://APP.example.com"));
-        assert!(!origin_matches("http://127.0.0.1:*", "http://127.0.0.1.evil.com"));
-        assert!(!origin_matches("http://127.0.0.1:*", "http://127.0.0.1:80x"));
+        assert!(origin_matches(
+            "https://app.example.com",
+            "https://APP.example.com"
+        ));
+        assert!(!origin_matches(
+            "http://127.0.0.1:*",
+            "http://127.0.0.1.evil.com"
+        ));
+        assert!(!origin_matches(
+            "http://127.0.0.1:*",
+            "http://127.0.0.1:80x"
+        ));
         assert!(!origin_matches("http://127.0.0.1:*", "http://127.0.0.1:"));
-        assert!(!origin_matches("http://localhost:*", "https://localhost:8080"));
-        assert!(!origin_matches("https://app.example.com", "https://app.example.com.evil.com"));
+        assert!(!origin_matches(
+            "http://localhost:*",
+            "https://localhost:8080"
+        ));
+        assert!(!origin_matches(
+            "https://app.example.com",
+            "https://app.example.com.evil.com"
+        ));
         assert!(!origin_matches("https://app.example.com", "null"));
     }
 }
