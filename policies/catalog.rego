@@ -1,4 +1,7 @@
 # What a message acts on, looked up in the catalog data (catalog.json).
+#
+# Used by the denial reasons of both layers. The layers' allow rules look the catalog
+# up directly: in regorus every rule reference costs microseconds on the hot path.
 package mcp.catalog
 
 import rego.v1

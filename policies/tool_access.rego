@@ -7,43 +7,50 @@
 #   api         yes      yes           no
 #   shell       yes      no            no
 #   network     yes      no            no
+#
+# Argument rules apply when a call is made (phase "call"), not to list items:
+#   - a filesystem path must be absolute, free of "..", under an allowed root;
+#   - a network URL must be https to a host on the allowlist.
 package mcp.tool_access
 
 import rego.v1
 
-import data.mcp.catalog
-import data.mcp.trust_boundaries
-
-categories := data.mcp_pep.levels[trust_boundaries.level].categories
+level := data.mcp_pep.identities[input.identity.spiffe_id]
 
 default allow := false
 
-# Plumbing acts on no tool; trust boundaries already required a known level.
+# Plumbing acts on no tool; it needs a known level like everything else.
 allow if {
-	count(deny) == 0
-	catalog.plumbing
+	data.mcp_pep.levels[data.mcp_pep.identities[input.identity.spiffe_id]]
+	data.mcp.catalog.plumbing
 }
 
 allow if {
-	count(deny) == 0
-	catalog.entry.category in categories
+	entry := data.mcp.catalog.entry
+	entry.category in data.mcp_pep.levels[data.mcp_pep.identities[input.identity.spiffe_id]].categories
+	arguments_allowed(entry)
 }
 
-deny contains sprintf("tool_access.category: %s may not use %s tools", [trust_boundaries.level, category]) if {
-	category := catalog.entry.category
-	trust_boundaries.level
-	not category in categories
+arguments_allowed(entry) if {
+	not entry.path_argument
+	not entry.url_argument
 }
 
-# Argument rules apply when the call is made (phase "call"), not to list items.
+arguments_allowed(_) if input.phase == "list"
 
-# Filesystem paths must be absolute, free of "..", and under an allowed root.
-deny contains sprintf("tool_access.path: %q is not under an allowed root", [path]) if {
+arguments_allowed(entry) if {
 	input.phase == "call"
-	arg := catalog.entry.path_argument
-	path := object.get(object.get(input.mcp, "arguments", {}), arg, "")
-	not path_allowed(path)
+	path_allowed(argument(entry.path_argument))
+	not entry.url_argument
 }
+
+arguments_allowed(entry) if {
+	input.phase == "call"
+	url_host(argument(entry.url_argument)) in data.mcp_pep.network_hosts
+	not entry.path_argument
+}
+
+argument(name) := object.get(object.get(input.mcp, "arguments", {}), name, "")
 
 path_allowed(path) if {
 	is_string(path)
@@ -52,16 +59,27 @@ path_allowed(path) if {
 	startswith(path, root)
 }
 
-# Network URLs must be https to a host on the allowlist.
-deny contains sprintf("tool_access.host: %q is not an allowed https host", [url]) if {
-	input.phase == "call"
-	arg := catalog.entry.url_argument
-	url := object.get(object.get(input.mcp, "arguments", {}), arg, "")
-	not url_host(url) in data.mcp_pep.network_hosts
-}
-
 url_host(url) := host if {
 	is_string(url)
 	parts := regex.find_all_string_submatch_n(`^https://([a-z0-9.-]+)(:443)?(/[^@]*)?$`, lower(url), 1)
 	host := parts[0][1]
+}
+
+# Why a message is refused; evaluated only for denied messages.
+
+deny contains sprintf("tool_access.category: %s may not use %s tools", [level, category]) if {
+	category := data.mcp.catalog.entry.category
+	not category in data.mcp_pep.levels[level].categories
+}
+
+deny contains sprintf("tool_access.path: %q is not under an allowed root", [path]) if {
+	input.phase == "call"
+	path := argument(data.mcp.catalog.entry.path_argument)
+	not path_allowed(path)
+}
+
+deny contains sprintf("tool_access.host: %q is not an allowed https host", [url]) if {
+	input.phase == "call"
+	url := argument(data.mcp.catalog.entry.url_argument)
+	not url_host(url) in data.mcp_pep.network_hosts
 }

@@ -4,28 +4,27 @@
 #   trusted       read, write, execute, admin
 #   semi-trusted  read, list
 #   untrusted     read
+#
+# Protocol plumbing (data.mcp.catalog.plumbing) is open to every caller with a known level.
 package mcp.trust_boundaries
 
 import rego.v1
 
-import data.mcp.catalog
-
 level := data.mcp_pep.identities[input.identity.spiffe_id]
-
-operations := data.mcp_pep.levels[level].operations
 
 default allow := false
 
 allow if {
-	count(deny) == 0
-	operations
-	catalog.plumbing
+	data.mcp_pep.levels[data.mcp_pep.identities[input.identity.spiffe_id]]
+	data.mcp.catalog.plumbing
 }
 
 allow if {
-	count(deny) == 0
-	catalog.entry.operation in operations
+	ops := data.mcp_pep.levels[data.mcp_pep.identities[input.identity.spiffe_id]].operations
+	data.mcp.catalog.entry.operation in ops
 }
+
+# Why a message is refused; evaluated only for denied messages.
 
 deny contains "trust_boundaries.identity: the caller has no SPIFFE identity" if {
 	not input.identity.spiffe_id
@@ -37,21 +36,23 @@ deny contains sprintf("trust_boundaries.identity: %s has no trust level", [input
 }
 
 deny contains sprintf("trust_boundaries.level: trust level %q is not defined", [level]) if {
-	not operations
+	not data.mcp_pep.levels[level]
 }
 
-deny contains sprintf("trust_boundaries.method: method %q is not governed by policy", [input.mcp.method]) if {
-	not catalog.plumbing
-	not catalog.action
+deny contains sprintf("trust_boundaries.method: method %q is not governed by policy", [method]) if {
+	not data.mcp.catalog.plumbing
+	not data.mcp.catalog.action
+	method := object.get(input, ["mcp", "method"], null)
 }
 
-deny contains sprintf("trust_boundaries.catalog: %s %q is not in the catalog", [input.mcp.method, catalog.subject]) if {
-	catalog.action
-	not catalog.entry
+deny contains sprintf("trust_boundaries.catalog: %s %q is not in the catalog", [input.mcp.method, subject]) if {
+	data.mcp.catalog.action
+	not data.mcp.catalog.entry
+	subject := data.mcp.catalog.subject
 }
 
 deny contains sprintf("trust_boundaries.operation: %s may not %s", [level, op]) if {
-	op := catalog.entry.operation
-	operations
-	not op in operations
+	op := data.mcp.catalog.entry.operation
+	ops := data.mcp_pep.levels[level].operations
+	not op in ops
 }
