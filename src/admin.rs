@@ -23,18 +23,13 @@ impl Admin {
         match req.uri().path() {
             "/metrics" => {
                 let mut resp = Response::new(full(self.metrics.render()));
-                resp.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                );
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
                 resp
             }
             "/healthz" => text_response(StatusCode::OK, "ok\n"),
             "/readyz" if self.policies.is_ready() => text_response(StatusCode::OK, "ready\n"),
-            "/readyz" => text_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: no policy loaded\n",
-            ),
+            "/readyz" => text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: no policy loaded\n"),
             _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
@@ -49,8 +44,6 @@ impl Admin {
     > + Clone
     + Send
     + 'static {
-        tower::service_fn(move |req: Request<Body>| {
-            std::future::ready(Ok::<_, Infallible>(self.answer(&req)))
-        })
+        tower::service_fn(move |req: Request<Body>| std::future::ready(Ok::<_, Infallible>(self.answer(&req))))
     }
 }

@@ -28,9 +28,7 @@ impl std::error::Error for BodyError {
 pub type Body = UnsyncBoxBody<Bytes, BodyError>;
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 pub fn empty() -> Body {
@@ -49,19 +47,13 @@ where
 pub fn json_response(status: StatusCode, json: &serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(full(json.to_string()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
 pub fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut resp = Response::new(full(text));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
 }

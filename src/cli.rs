@@ -11,11 +11,7 @@ use crate::config::{Config, LogConfig, Overrides, Settings};
 use crate::server::Server;
 
 #[derive(Parser)]
-#[command(
-    name = "mcp-pep",
-    version,
-    about = "Policy-enforcing reverse proxy for the Model Context Protocol"
-)]
+#[command(name = "mcp-pep", version, about = "Policy-enforcing reverse proxy for the Model Context Protocol")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +27,47 @@ enum Command {
     Demo(crate::demo::DemoArgs),
     /// Run the built-in MCP tool server (demo and benchmark upstream).
     DemoServer(crate::demo::DemoServerArgs),
+    /// Work with a policy directory: evaluate an input, run its tests, compile it.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Evaluate the entrypoint for an input document: decision, reasons, evaluation time.
+    Eval {
+        #[command(flatten)]
+        policies: PolicyArgs,
+        /// A JSON input document (or, with --jsonl, one document per line).
+        #[arg(long)]
+        input: PathBuf,
+        /// Read one input per line and print one decision per line.
+        #[arg(long)]
+        jsonl: bool,
+        /// Evaluations used to measure the evaluation time (single input only).
+        #[arg(long, default_value_t = 1000)]
+        iterations: u32,
+    },
+    /// Run every `test_*` rule of the `*_test.rego` files (as `opa test` does).
+    Test {
+        #[command(flatten)]
+        policies: PolicyArgs,
+    },
+    /// Compile the policies and data and check the entrypoint; errors name file:line.
+    Check {
+        #[command(flatten)]
+        policies: PolicyArgs,
+    },
+}
+
+#[derive(Args)]
+struct PolicyArgs {
+    /// Directory of *.rego and data files.
+    #[arg(long, env = "MCP_PEP_POLICY_DIR")]
+    policy_dir: PathBuf,
+    /// The decision rule.
+    #[arg(long, default_value = "data.mcp.decision")]
+    entrypoint: String,
 }
 
 #[derive(Args, Clone)]
@@ -61,10 +98,7 @@ impl RunArgs {
             policy_dir: self.policy_dir.clone(),
             admin_listen: self.admin_listen.clone(),
         });
-        let origin = self
-            .config
-            .as_ref()
-            .map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
+        let origin = self.config.as_ref().map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
         Ok(config.validate(&origin)?)
     }
 }
@@ -92,9 +126,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     "mcp-pep listening mcp=http://{}{} admin={}",
                     server.mcp_addr(),
                     settings.stack.mcp_path,
-                    server
-                        .admin_addr()
-                        .map_or_else(|| "-".to_owned(), |a| format!("http://{a}"))
+                    server.admin_addr().map_or_else(|| "-".to_owned(), |a| format!("http://{a}"))
                 );
                 server.run(crate::listener::shutdown_signal()).await;
                 anyhow::Ok(())
@@ -115,13 +147,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
-            init_logging(&LogConfig {
-                format: "text".into(),
-                level: args.log_level.clone(),
-            });
+            init_logging(&LogConfig { format: "text".into(), level: args.log_level.clone() });
             runtime()?.block_on(crate::demo::run_demo(args))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Policy(command) => policy_command(command),
         Command::DemoServer(args) => {
             init_logging(&LogConfig::default());
             runtime()?.block_on(crate::demo::run_demo_server(args))?;
@@ -131,20 +161,72 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 fn init_logging(log: &LogConfig) {
     // RUST_LOG wins over the file, as operators expect.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if log.format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if log.format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    use crate::policy::{PolicySet, testing};
+    match command {
+        PolicyCommand::Check { policies } => {
+            let set = PolicySet::load(&policies.policy_dir, &policies.entrypoint)?;
+            println!("ok: {} files compiled, entrypoint {} evaluates", set.files().len(), set.entrypoint());
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Test { policies } => {
+            let results = testing::run(&policies.policy_dir)?;
+            let failed = results.iter().filter(|r| r.failure.is_some()).count();
+            for r in &results {
+                match &r.failure {
+                    None => println!("PASS {}.{}", r.test.package, r.test.name),
+                    Some(why) => println!("FAIL {}.{} ({}): {why}", r.test.package, r.test.name, r.test.file.display()),
+                }
+            }
+            println!("policy test: {} passed, {failed} failed", results.len() - failed);
+            Ok(if failed == 0 && !results.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        PolicyCommand::Eval { policies, input, jsonl, iterations } => {
+            let set = PolicySet::load(&policies.policy_dir, &policies.entrypoint)?;
+            let text = std::fs::read_to_string(&input).with_context(|| format!("reading {}", input.display()))?;
+            let json = |v: &regorus::Value| match v {
+                regorus::Value::Undefined => Ok("null".to_owned()),
+                v => v.to_json_str(),
+            };
+            if jsonl {
+                for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                    let doc = regorus::Value::from_json_str(line)
+                        .with_context(|| format!("{} line {}", input.display(), n + 1))?;
+                    let value = set.evaluate_raw(doc)?;
+                    println!("{}", json(&value)?);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let doc = regorus::Value::from_json_str(&text).with_context(|| format!("parsing {}", input.display()))?;
+            let value = set.evaluate_raw(doc.clone())?;
+            let decision = crate::policy::engine::decision_from(&value);
+            let mut times: Vec<f64> = (0..iterations.max(1))
+                .map(|_| {
+                    let started = std::time::Instant::now();
+                    let _ = set.evaluate_raw(doc.clone());
+                    started.elapsed().as_secs_f64() * 1e6
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
+            let out = serde_json::json!({
+                "allow": decision.allow,
+                "reasons": decision.reasons,
+                "result": serde_json::from_str::<serde_json::Value>(&json(&value)?)?,
+                "eval_us": {"p50": pct(0.5), "p99": pct(0.99), "iterations": times.len()},
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(if decision.allow { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
 }

@@ -83,9 +83,7 @@ impl Default for Config {
             admin_listen: "127.0.0.1:9090".into(),
             mcp_path: "/mcp".into(),
             // Pages served from this machine are not a DNS-rebinding threat.
-            allowed_origins: ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
-                .map(String::from)
-                .to_vec(),
+            allowed_origins: ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"].map(String::from).to_vec(),
             shutdown_grace_ms: 10_000,
             upstream: UpstreamConfig::default(),
             policy: PolicyConfig::default(),
@@ -110,12 +108,7 @@ impl Default for UpstreamConfig {
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        PolicyConfig {
-            dir: None,
-            entrypoint: "data.mcp.decision".into(),
-            deny_status: 200,
-            expose_reasons: false,
-        }
+        PolicyConfig { dir: None, entrypoint: "data.mcp.decision".into(), deny_status: 200, expose_reasons: false }
     }
 }
 
@@ -132,28 +125,18 @@ impl Default for LimitsConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            format: "text".into(),
-            level: "info".into(),
-        }
+        LogConfig { format: "text".into(), level: "info".into() }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read {
-        file: PathBuf,
-        source: std::io::Error,
-    },
+    Read { file: PathBuf, source: std::io::Error },
     #[error("{file}: {message}")]
     Parse { file: PathBuf, message: String },
     #[error("{origin}: key `{key}`: {problem}")]
-    Invalid {
-        origin: String,
-        key: &'static str,
-        problem: String,
-    },
+    Invalid { origin: String, key: &'static str, problem: String },
 }
 
 /// Values from the command line (or `MCP_PEP_*`), which win over the file.
@@ -183,14 +166,8 @@ impl Config {
         let Some(file) = file else {
             return Ok(Config::default());
         };
-        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-            file: file.into(),
-            source,
-        })?;
-        Config::parse(&text).map_err(|message| ConfigError::Parse {
-            file: file.into(),
-            message,
-        })
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read { file: file.into(), source })?;
+        Config::parse(&text).map_err(|message| ConfigError::Parse { file: file.into(), message })
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
@@ -217,76 +194,46 @@ impl Config {
 
     /// Checks every key; `origin` names the file (or "defaults") in errors.
     pub fn validate(&self, origin: &str) -> Result<Settings, ConfigError> {
-        let invalid = |key: &'static str, problem: String| ConfigError::Invalid {
-            origin: origin.into(),
-            key,
-            problem,
-        };
+        let invalid = |key: &'static str, problem: String| ConfigError::Invalid { origin: origin.into(), key, problem };
         let addr = |key, v: &str| {
-            v.parse::<SocketAddr>()
-                .map_err(|e| invalid(key, format!("{v:?} is not an ADDR:PORT ({e})")))
+            v.parse::<SocketAddr>().map_err(|e| invalid(key, format!("{v:?} is not an ADDR:PORT ({e})")))
         };
         let listen = addr("listen", &self.listen)?;
-        let admin_listen = if self.admin_listen.is_empty() {
-            None
-        } else {
-            Some(addr("admin_listen", &self.admin_listen)?)
-        };
+        let admin_listen =
+            if self.admin_listen.is_empty() { None } else { Some(addr("admin_listen", &self.admin_listen)?) };
         if !self.mcp_path.starts_with('/') {
-            return Err(invalid(
-                "mcp_path",
-                format!("{:?} must start with '/'", self.mcp_path),
-            ));
+            return Err(invalid("mcp_path", format!("{:?} must start with '/'", self.mcp_path)));
         }
         let url = self
             .upstream
             .url
             .as_deref()
             .ok_or_else(|| invalid("upstream.url", "is required (or --upstream)".into()))?;
-        let upstream_url: Uri = url
-            .parse()
-            .map_err(|e| invalid("upstream.url", format!("{url:?}: {e}")))?;
+        let upstream_url: Uri = url.parse().map_err(|e| invalid("upstream.url", format!("{url:?}: {e}")))?;
         if upstream_url.scheme_str() != Some("http") || upstream_url.authority().is_none() {
-            return Err(invalid(
-                "upstream.url",
-                format!("{url:?} must be an absolute http:// URL"),
-            ));
+            return Err(invalid("upstream.url", format!("{url:?} must be an absolute http:// URL")));
         }
-        let policy_dir = self
-            .policy
-            .dir
-            .clone()
-            .ok_or_else(|| invalid("policy.dir", "is required (or --policy-dir)".into()))?;
+        let policy_dir =
+            self.policy.dir.clone().ok_or_else(|| invalid("policy.dir", "is required (or --policy-dir)".into()))?;
         if !policy_dir.is_dir() {
-            return Err(invalid(
-                "policy.dir",
-                format!("{} is not a directory", policy_dir.display()),
-            ));
+            return Err(invalid("policy.dir", format!("{} is not a directory", policy_dir.display())));
         }
         if !self.policy.entrypoint.starts_with("data.") {
             return Err(invalid(
                 "policy.entrypoint",
-                format!(
-                    "{:?} must be a rule path like data.mcp.decision",
-                    self.policy.entrypoint
-                ),
+                format!("{:?} must be a rule path like data.mcp.decision", self.policy.entrypoint),
             ));
         }
         let deny_status = StatusCode::from_u16(self.policy.deny_status)
             .ok()
             .filter(|s| s.is_success() || s.is_client_error())
             .ok_or_else(|| {
-                invalid(
-                    "policy.deny_status",
-                    format!("{} must be a 2xx or 4xx status", self.policy.deny_status),
-                )
+                invalid("policy.deny_status", format!("{} must be a 2xx or 4xx status", self.policy.deny_status))
             })?;
         for origin_value in &self.allowed_origins {
             let exact = origin_value.strip_suffix(":*").unwrap_or(origin_value);
             let parsed: Option<Uri> = exact.parse().ok();
-            let ok = parsed.is_some_and(|u| {
-                u.scheme().is_some() && u.authority().is_some() && u.path() == "/"
-            });
+            let ok = parsed.is_some_and(|u| u.scheme().is_some() && u.authority().is_some() && u.path() == "/");
             if !ok || origin_value.ends_with('/') || origin_value == "*" {
                 return Err(invalid(
                     "allowed_origins",
@@ -295,23 +242,14 @@ impl Config {
             }
         }
         if self.limits.max_body_bytes == 0 {
-            return Err(invalid(
-                "limits.max_body_bytes",
-                "must be greater than 0".into(),
-            ));
+            return Err(invalid("limits.max_body_bytes", "must be greater than 0".into()));
         }
         // serde_json stops at 128 levels on its own; a higher limit would be a lie.
         if !(1..=128).contains(&self.limits.max_json_depth) {
-            return Err(invalid(
-                "limits.max_json_depth",
-                "must be between 1 and 128".into(),
-            ));
+            return Err(invalid("limits.max_json_depth", "must be between 1 and 128".into()));
         }
         if self.limits.max_connections == 0 {
-            return Err(invalid(
-                "limits.max_connections",
-                "must be greater than 0".into(),
-            ));
+            return Err(invalid("limits.max_connections", "must be greater than 0".into()));
         }
         let local_identity = match &self.identity.local_spiffe_id {
             None => None,
@@ -321,27 +259,15 @@ impl Config {
             ),
         };
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(invalid(
-                "log.format",
-                format!("{:?} must be text or json", self.log.format),
-            ));
+            return Err(invalid("log.format", format!("{:?} must be text or json", self.log.format)));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err(invalid(
-                "log.level",
-                format!("{:?} is not a tracing filter", self.log.level),
-            ));
+            return Err(invalid("log.level", format!("{:?} is not a tracing filter", self.log.level)));
         }
         let ms = Duration::from_millis;
         for (key, value) in [
-            (
-                "upstream.connect_timeout_ms",
-                self.upstream.connect_timeout_ms,
-            ),
-            (
-                "upstream.response_header_timeout_ms",
-                self.upstream.response_header_timeout_ms,
-            ),
+            ("upstream.connect_timeout_ms", self.upstream.connect_timeout_ms),
+            ("upstream.response_header_timeout_ms", self.upstream.response_header_timeout_ms),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be greater than 0".into()));
@@ -364,10 +290,7 @@ impl Config {
                     max_body_bytes: self.limits.max_body_bytes,
                     max_depth: self.limits.max_json_depth,
                 },
-                policy: PolicyOptions {
-                    deny_status,
-                    expose_reasons: self.policy.expose_reasons,
-                },
+                policy: PolicyOptions { deny_status, expose_reasons: self.policy.expose_reasons },
                 upstream_url,
                 upstream_timeouts: UpstreamTimeouts {
                     connect: ms(self.upstream.connect_timeout_ms),

@@ -160,16 +160,10 @@ pub struct Decision {
 
 impl Decision {
     pub fn allow() -> Self {
-        Decision {
-            allow: true,
-            reasons: Vec::new(),
-        }
+        Decision { allow: true, reasons: Vec::new() }
     }
     pub fn deny(reason: impl Into<String>) -> Self {
-        Decision {
-            allow: false,
-            reasons: vec![reason.into()],
-        }
+        Decision { allow: false, reasons: vec![reason.into()] }
     }
 }
 

@@ -71,13 +71,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    pub fn new(
-        stage: Stage,
-        reason: &'static str,
-        status: StatusCode,
-        code: i64,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(stage: Stage, reason: &'static str, status: StatusCode, code: i64, message: impl Into<String>) -> Self {
         Rejection {
             stage,
             reason,
@@ -104,12 +98,7 @@ impl Rejection {
     }
 
     /// The JSON-RPC error object for one message.
-    pub fn error_body(
-        &self,
-        id: Option<&JsonRpcId>,
-        message: &str,
-        expose_reasons: bool,
-    ) -> serde_json::Value {
+    pub fn error_body(&self, id: Option<&JsonRpcId>, message: &str, expose_reasons: bool) -> serde_json::Value {
         let mut data = serde_json::Map::new();
         if let Some(decision_id) = &self.decision_id {
             data.insert("decision_id".into(), json!(decision_id.as_str()));

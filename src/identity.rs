@@ -36,8 +36,7 @@ pub fn parse_spiffe_id(id: &str, source: IdentitySource) -> Result<SpiffeIdentit
     if trust_domain.contains([':', '@', '?', '#']) || path.contains(['?', '#']) {
         return Err(SpiffeIdError::Extra);
     }
-    let td_ok =
-        |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_');
+    let td_ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_');
     if trust_domain.is_empty() || !trust_domain.bytes().all(td_ok) {
         return Err(SpiffeIdError::TrustDomain);
     }
@@ -46,19 +45,13 @@ pub fn parse_spiffe_id(id: &str, source: IdentitySource) -> Result<SpiffeIdentit
             !s.is_empty()
                 && s != "."
                 && s != ".."
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
         };
         if !path[1..].split('/').all(seg_ok) {
             return Err(SpiffeIdError::Path);
         }
     }
-    Ok(SpiffeIdentity {
-        spiffe_id: id.into(),
-        trust_domain: trust_domain.into(),
-        path: path.into(),
-        source,
-    })
+    Ok(SpiffeIdentity { spiffe_id: id.into(), trust_domain: trust_domain.into(), path: path.into(), source })
 }
 
 /// Inserts the caller's [`PeerIdentity`].
@@ -70,17 +63,12 @@ pub struct IdentityLayer {
 
 impl IdentityLayer {
     pub fn new(local: Option<SpiffeIdentity>) -> Self {
-        IdentityLayer {
-            local: local.map(Arc::new),
-        }
+        IdentityLayer { local: local.map(Arc::new) }
     }
 
     /// The identity proven by how `req` reached us.
     pub fn identify<B>(&self, req: &Request<B>) -> PeerIdentity {
-        let loopback = req
-            .extensions()
-            .get::<ConnInfo>()
-            .is_some_and(|c| c.remote.ip().is_loopback());
+        let loopback = req.extensions().get::<ConnInfo>().is_some_and(|c| c.remote.ip().is_loopback());
         match &self.local {
             Some(local) if loopback => PeerIdentity::Spiffe((**local).clone()),
             _ => PeerIdentity::Anonymous,
@@ -91,10 +79,7 @@ impl IdentityLayer {
 impl<S> Layer<S> for IdentityLayer {
     type Service = Identity<S>;
     fn layer(&self, inner: S) -> Identity<S> {
-        Identity {
-            inner,
-            layer: self.clone(),
-        }
+        Identity { inner, layer: self.clone() }
     }
 }
 
@@ -126,19 +111,11 @@ mod tests {
 
     #[test]
     fn parses_valid_ids() {
-        let id = parse_spiffe_id(
-            "spiffe://mcp-identity.local/ns/mcp-agents/sa/trusted-agent",
-            IdentitySource::Local,
-        )
-        .unwrap();
+        let id = parse_spiffe_id("spiffe://mcp-identity.local/ns/mcp-agents/sa/trusted-agent", IdentitySource::Local)
+            .unwrap();
         assert_eq!(&*id.trust_domain, "mcp-identity.local");
         assert_eq!(&*id.path, "/ns/mcp-agents/sa/trusted-agent");
-        assert_eq!(
-            &*parse_spiffe_id("spiffe://td", IdentitySource::Local)
-                .unwrap()
-                .path,
-            ""
-        );
+        assert_eq!(&*parse_spiffe_id("spiffe://td", IdentitySource::Local).unwrap().path, "");
     }
 
     #[test]
@@ -158,11 +135,7 @@ mod tests {
             ("spiffe://td/a%20b", SpiffeIdError::Path),
         ];
         for (id, err) in bad {
-            assert_eq!(
-                parse_spiffe_id(id, IdentitySource::Local).unwrap_err(),
-                err,
-                "{id}"
-            );
+            assert_eq!(parse_spiffe_id(id, IdentitySource::Local).unwrap_err(), err, "{id}");
         }
     }
 }

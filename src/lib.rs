@@ -10,6 +10,9 @@
 //! imports no stage; `proxy::stack` is the one place where the stages are composed.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+// A `Rejection` is built once per refused request and carries the whole answer; its
+// size on that path does not matter, and boxing it would cost every stage a `Box`.
+#![allow(clippy::result_large_err)]
 
 pub mod admin;
 pub mod body;

@@ -33,24 +33,14 @@ pub struct ListenerOptions {
 
 impl Default for ListenerOptions {
     fn default() -> Self {
-        ListenerOptions {
-            max_connections: 4096,
-            shutdown_grace: Duration::from_secs(10),
-        }
+        ListenerOptions { max_connections: 4096, shutdown_grace: Duration::from_secs(10) }
     }
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains.
-pub async fn serve<S>(
-    listener: TcpListener,
-    service: S,
-    options: ListenerOptions,
-    shutdown: impl Future<Output = ()>,
-) where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
+pub async fn serve<S>(listener: TcpListener, service: S, options: ListenerOptions, shutdown: impl Future<Output = ()>)
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(options.max_connections));
@@ -84,9 +74,7 @@ pub async fn serve<S>(
             req.extensions_mut().insert(conn_info);
             service.clone().oneshot(req.map(boxed))
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), hyper_service)
-            .into_owned();
+        let conn = builder.serve_connection(TokioIo::new(stream), hyper_service).into_owned();
         let conn = graceful.watch(conn);
         connections.spawn(async move {
             if let Err(e) = conn.await {

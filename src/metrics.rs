@@ -3,9 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// Tool names come from clients: past this many distinct values the label reads `other`,
 /// so a caller cannot grow the registry without bound.
@@ -51,22 +49,17 @@ pub struct Metrics {
 
 /// Microsecond-scale buckets: policy and inspection live there, upstreams above.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("mcp_pep".into()), None)?;
         let histogram = |name: &str, help: &str, labels: &[&str]| {
-            HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
-                labels,
-            )
+            HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels)
         };
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            IntCounterVec::new(Opts::new(name, help), labels)
-        };
+        let counter = |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels);
         let m = Metrics {
             request_duration: histogram(
                 "request_duration_seconds",
@@ -93,15 +86,8 @@ impl Metrics {
                 "Time until the upstream answered with response headers, by status class.",
                 &["status"],
             )?,
-            upstream_errors: counter(
-                "upstream_errors_total",
-                "Upstream failures by kind.",
-                &["kind"],
-            )?,
-            active_streams: IntGauge::new(
-                "active_streams",
-                "SSE responses currently streaming to clients.",
-            )?,
+            upstream_errors: counter("upstream_errors_total", "Upstream failures by kind.", &["kind"])?,
+            active_streams: IntGauge::new("active_streams", "SSE responses currently streaming to clients.")?,
             policy_reloads: counter(
                 "policy_reloads_total",
                 "Policy set (re)loads by result (ok, error).",
@@ -111,8 +97,7 @@ impl Metrics {
             registry,
         };
         m.registry.register(Box::new(m.request_duration.clone()))?;
-        m.registry
-            .register(Box::new(m.policy_eval_duration.clone()))?;
+        m.registry.register(Box::new(m.policy_eval_duration.clone()))?;
         m.registry.register(Box::new(m.decisions.clone()))?;
         m.registry.register(Box::new(m.rejections.clone()))?;
         m.registry.register(Box::new(m.upstream_duration.clone()))?;
@@ -126,11 +111,7 @@ impl Metrics {
     pub fn method_label(method: Option<&str>) -> &'static str {
         match method {
             None => "none",
-            Some(m) => KNOWN_METHODS
-                .iter()
-                .find(|k| **k == m)
-                .copied()
-                .unwrap_or("other"),
+            Some(m) => KNOWN_METHODS.iter().find(|k| **k == m).copied().unwrap_or("other"),
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod engine;
 pub mod input;
 pub mod layer;
+pub mod testing;
 
 use std::sync::Arc;
 

@@ -16,10 +16,7 @@ use crate::proxy::{build_stack, stack::ProxyService};
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -59,9 +56,7 @@ impl Server {
         metrics: Arc<Metrics>,
     ) -> Result<Server, ServerError> {
         let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServerError::Bind { addr, source })
+            TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
         };
         let mcp = bind(settings.listen).await?;
         let admin = match settings.admin_listen {
@@ -69,19 +64,11 @@ impl Server {
             None => None,
         };
         let service = build_stack(&settings.stack, policies.clone(), metrics.clone());
-        Ok(Server {
-            mcp,
-            admin,
-            service,
-            admin_service: Admin { metrics, policies },
-            options: settings.listener,
-        })
+        Ok(Server { mcp, admin, service, admin_service: Admin { metrics, policies }, options: settings.listener })
     }
 
     pub fn mcp_addr(&self) -> SocketAddr {
-        self.mcp
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.mcp.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {

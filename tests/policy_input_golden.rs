@@ -11,17 +11,13 @@ use serde_json::Value;
 
 /// The `json golden=NAME` blocks of the document.
 fn golden_blocks() -> Vec<(String, Value)> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/policy-input.md"))
-        .unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/policy-input.md")).unwrap();
     let mut blocks = Vec::new();
     let mut lines = doc.lines();
     while let Some(line) = lines.next() {
         if let Some(name) = line.strip_prefix("```json golden=") {
             let text: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
-            blocks.push((
-                name.to_owned(),
-                serde_json::from_str(&text.join("\n")).unwrap(),
-            ));
+            blocks.push((name.to_owned(), serde_json::from_str(&text.join("\n")).unwrap()));
         }
     }
     blocks
@@ -34,11 +30,7 @@ async fn inspected(method: &str, body: &str) -> (McpRequest, http::request::Part
         .header("content-type", "application/json")
         .header("mcp-session-id", "s-1")
         .header("mcp-protocol-version", "2025-11-25")
-        .body(if body.is_empty() {
-            empty()
-        } else {
-            mcp_pep::body::full(Bytes::from(body.to_owned()))
-        })
+        .body(if body.is_empty() { empty() } else { mcp_pep::body::full(Bytes::from(body.to_owned())) })
         .unwrap();
     let req = inspect(req, InspectLimits::default()).await.unwrap();
     let (parts, _) = req.into_parts();
@@ -58,37 +50,23 @@ async fn built(name: &str) -> Value {
                 .unwrap(),
             )),
         ),
-        "response" => (
-            "POST",
-            r#"{"jsonrpc":"2.0","id":"srv-1","result":{"action":"accept","content":{"ok":true}}}"#,
-            None,
-        ),
+        "response" => {
+            ("POST", r#"{"jsonrpc":"2.0","id":"srv-1","result":{"action":"accept","content":{"ok":true}}}"#, None)
+        }
         "stream" => ("GET", "", None),
         "session_end" => ("DELETE", "", None),
-        other => panic!(
-            "docs/policy-input.md has a golden block {other:?} that this test does not build"
-        ),
+        other => panic!("docs/policy-input.md has a golden block {other:?} that this test does not build"),
     };
     let (mcp, parts) = inspected(method, body).await;
-    let http = HttpFacts {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-    };
+    let http = HttpFacts { method: parts.method.as_str(), path: parts.uri.path() };
     input::build(&mcp.messages[0], &mcp, identity.as_ref(), http, Phase::Call)
 }
 
 #[tokio::test]
 async fn documented_examples_are_what_the_code_builds() {
     let blocks = golden_blocks();
-    assert!(
-        blocks.len() >= 4,
-        "the golden examples went missing from docs/policy-input.md"
-    );
+    assert!(blocks.len() >= 4, "the golden examples went missing from docs/policy-input.md");
     for (name, documented) in blocks {
-        assert_eq!(
-            built(&name).await,
-            documented,
-            "docs/policy-input.md example {name:?} differs from the code"
-        );
+        assert_eq!(built(&name).await, documented, "docs/policy-input.md example {name:?} differs from the code");
     }
 }

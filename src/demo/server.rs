@@ -24,42 +24,12 @@ pub const PROTOCOL_VERSION: &str = "2025-11-25";
 
 /// The tools, as (name, category, description, argument name).
 pub const TOOLS: &[(&str, &str, &str, &str)] = &[
-    (
-        "read_file",
-        "filesystem",
-        "Read a file under the workspace (simulated).",
-        "path",
-    ),
-    (
-        "write_file",
-        "filesystem",
-        "Write a file under the workspace (simulated).",
-        "path",
-    ),
-    (
-        "query_database",
-        "database",
-        "Run a read-only SQL query (simulated).",
-        "query",
-    ),
-    (
-        "call_api",
-        "api",
-        "Call an internal REST API (simulated).",
-        "endpoint",
-    ),
-    (
-        "execute_command",
-        "shell",
-        "Run a shell command (simulated, never executed).",
-        "command",
-    ),
-    (
-        "fetch_url",
-        "network",
-        "Fetch an external URL (simulated, never fetched).",
-        "url",
-    ),
+    ("read_file", "filesystem", "Read a file under the workspace (simulated).", "path"),
+    ("write_file", "filesystem", "Write a file under the workspace (simulated).", "path"),
+    ("query_database", "database", "Run a read-only SQL query (simulated).", "query"),
+    ("call_api", "api", "Call an internal REST API (simulated).", "endpoint"),
+    ("execute_command", "shell", "Run a shell command (simulated, never executed).", "command"),
+    ("fetch_url", "network", "Fetch an external URL (simulated, never fetched).", "url"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -83,14 +53,8 @@ pub struct DemoServerArgs {
 
 pub async fn run_demo_server(args: DemoServerArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen).await?;
-    println!(
-        "demo-server listening on http://{}/mcp ({:?} responses)",
-        listener.local_addr()?,
-        args.mode
-    );
-    DemoServer::new(args.mode)
-        .serve(listener, listener::shutdown_signal())
-        .await;
+    println!("demo-server listening on http://{}/mcp ({:?} responses)", listener.local_addr()?, args.mode);
+    DemoServer::new(args.mode).serve(listener, listener::shutdown_signal()).await;
     Ok(())
 }
 
@@ -102,25 +66,15 @@ pub struct DemoServer {
 
 impl DemoServer {
     pub fn new(mode: ResponseMode) -> Self {
-        DemoServer {
-            mode,
-            sessions: Arc::default(),
-        }
+        DemoServer { mode, sessions: Arc::default() }
     }
 
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
+    pub async fn serve(self, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
         let service = tower::service_fn(move |req: Request<Body>| {
             let this = self.clone();
             async move { Ok::<_, Infallible>(this.handle(req).await) }
         });
-        let options = ListenerOptions {
-            shutdown_grace: Duration::from_millis(200),
-            ..Default::default()
-        };
+        let options = ListenerOptions { shutdown_grace: Duration::from_millis(200), ..Default::default() };
         listener::serve(listener, service, options, shutdown).await;
     }
 
@@ -128,15 +82,9 @@ impl DemoServer {
         if req.uri().path() != "/mcp" {
             return status(StatusCode::NOT_FOUND);
         }
-        let session = req
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let known = |s: &Option<String>| {
-            s.as_ref()
-                .is_some_and(|s| self.sessions.lock().is_ok_and(|set| set.contains(s)))
-        };
+        let session = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let known =
+            |s: &Option<String>| s.as_ref().is_some_and(|s| self.sessions.lock().is_ok_and(|set| set.contains(s)));
         match *req.method() {
             Method::GET if known(&session) => keepalive_stream(),
             Method::DELETE if known(&session) => {
@@ -151,15 +99,9 @@ impl DemoServer {
                     return status(StatusCode::BAD_REQUEST);
                 };
                 let Ok(message) = serde_json::from_slice::<Value>(&body.to_bytes()) else {
-                    return json_response(
-                        StatusCode::BAD_REQUEST,
-                        &error(Value::Null, -32700, "parse error"),
-                    );
+                    return json_response(StatusCode::BAD_REQUEST, &error(Value::Null, -32700, "parse error"));
                 };
-                let method = message
-                    .get("method")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
                 if method != "initialize" && !known(&session) {
                     return status(StatusCode::NOT_FOUND);
                 }
@@ -189,37 +131,24 @@ impl DemoServer {
                     "capabilities": {"tools": {}},
                     "serverInfo": {"name": "mcp-pep-demo-server", "version": env!("CARGO_PKG_VERSION")},
                 });
-                return (
-                    json!({"jsonrpc": "2.0", "id": id, "result": result}),
-                    Some(session),
-                );
+                return (json!({"jsonrpc": "2.0", "id": id, "result": result}), Some(session));
             }
             "ping" => json!({}),
             "tools/list" => {
                 json!({"tools": TOOLS.iter().map(|t| tool_json(*t)).collect::<Vec<_>>()})
             }
             "tools/call" => {
-                let name = params
-                    .and_then(|p| p.get("name"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let name = params.and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or_default();
                 let Some((_, category, _, arg)) = TOOLS.iter().find(|t| t.0 == name) else {
                     return (error(id, -32602, &format!("unknown tool {name:?}")), None);
                 };
-                let value = params
-                    .and_then(|p| p.get("arguments"))
-                    .and_then(|a| a.get(*arg))
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                let text =
-                    format!("[{category}] {name}({arg}={value}) — simulated by the demo server");
+                let value =
+                    params.and_then(|p| p.get("arguments")).and_then(|a| a.get(*arg)).cloned().unwrap_or(Value::Null);
+                let text = format!("[{category}] {name}({arg}={value}) — simulated by the demo server");
                 json!({"content": [{"type": "text", "text": text}], "isError": false})
             }
             _ => {
-                return (
-                    error(id, -32601, &format!("method {method:?} not found")),
-                    None,
-                );
+                return (error(id, -32601, &format!("method {method:?} not found")), None);
             }
         };
         (json!({"jsonrpc": "2.0", "id": id, "result": result}), None)
@@ -231,10 +160,7 @@ impl DemoServer {
             ResponseMode::Sse => {
                 let event = format!("event: message\nid: 1\ndata: {message}\n\n");
                 let mut resp = Response::new(full(event));
-                resp.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/event-stream"),
-                );
+                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
                 resp
             }
         }
@@ -267,15 +193,9 @@ fn keepalive_stream() -> Response<Body> {
         if !first {
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
-        Some((
-            Ok::<_, BodyError>(Frame::data(Bytes::from_static(b": keep-alive\n\n"))),
-            false,
-        ))
+        Some((Ok::<_, BodyError>(Frame::data(Bytes::from_static(b": keep-alive\n\n"))), false))
     });
     let mut resp = Response::new(StreamBody::new(frames).boxed_unsync());
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     resp
 }

@@ -25,18 +25,9 @@ use crate::server::Server;
 /// The shipped policies, embedded so that the demo runs from any directory.
 pub const EMBEDDED_POLICIES: &[(&str, &str)] = &[
     ("policies/mcp.rego", include_str!("../../policies/mcp.rego")),
-    (
-        "policies/catalog.rego",
-        include_str!("../../policies/catalog.rego"),
-    ),
-    (
-        "policies/trust_boundaries.rego",
-        include_str!("../../policies/trust_boundaries.rego"),
-    ),
-    (
-        "policies/tool_access.rego",
-        include_str!("../../policies/tool_access.rego"),
-    ),
+    ("policies/catalog.rego", include_str!("../../policies/catalog.rego")),
+    ("policies/trust_boundaries.rego", include_str!("../../policies/trust_boundaries.rego")),
+    ("policies/tool_access.rego", include_str!("../../policies/tool_access.rego")),
 ];
 pub const EMBEDDED_DATA: &str = include_str!("../../policies/catalog.json");
 
@@ -54,11 +45,7 @@ pub struct DemoArgs {
 
 pub fn embedded_policy_set() -> anyhow::Result<PolicySet> {
     let data: Value = serde_json::from_str(EMBEDDED_DATA)?;
-    Ok(PolicySet::from_sources(
-        EMBEDDED_POLICIES,
-        Some(data),
-        "data.mcp.decision",
-    )?)
+    Ok(PolicySet::from_sources(EMBEDDED_POLICIES, Some(data), "data.mcp.decision")?)
 }
 
 pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
@@ -69,9 +56,8 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
 
     let tool_listener = TcpListener::bind("127.0.0.1:0").await?;
     let upstream = format!("http://{}/mcp", tool_listener.local_addr()?);
-    let mut tasks = vec![tokio::spawn(
-        DemoServer::new(ResponseMode::Json).serve(tool_listener, until(stopped.clone())),
-    )];
+    let mut tasks =
+        vec![tokio::spawn(DemoServer::new(ResponseMode::Json).serve(tool_listener, until(stopped.clone())))];
     println!("demo tool server   {upstream}");
 
     let policies = Arc::new(PolicyStore::new());
@@ -79,27 +65,21 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         Some(dir) => policies.replace(PolicySet::load(dir, "data.mcp.decision")?),
         None => policies.replace(embedded_policy_set()?),
     }
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
 
     for agent in AGENTS {
         let spiffe_id = format!("spiffe://mcp-identity.local/ns/mcp-agents/sa/{agent}");
-        let mut config = Config::default();
-        config.listen = "127.0.0.1:0".into();
-        config.admin_listen = String::new();
+        let mut config = Config { listen: "127.0.0.1:0".into(), admin_listen: String::new(), ..Config::default() };
         config.upstream.url = Some(upstream.clone());
         config.policy.dir = Some(std::env::temp_dir());
         config.identity.local_spiffe_id = Some(spiffe_id.clone());
         // The demo shows why: production keeps reasons in the decision log only.
         config.policy.expose_reasons = true;
         let settings = config.validate("demo")?;
-        let server =
-            Server::bind_with(&settings, policies.clone(), Arc::new(Metrics::new()?)).await?;
+        let server = Server::bind_with(&settings, policies.clone(), Arc::new(Metrics::new()?)).await?;
         let url = format!("http://{}/mcp", server.mcp_addr());
         tasks.push(tokio::spawn(server.run(until(stopped.clone()))));
-        println!(
-            "\n{agent}  sidecar {url}\n  identity {spiffe_id} (loopback caller = the pod's workload)"
-        );
+        println!("\n{agent}  sidecar {url}\n  identity {spiffe_id} (loopback caller = the pod's workload)");
         if let Err(e) = script(&client, &url).await {
             println!("  session failed: {e:#}");
         }
@@ -108,20 +88,13 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     for task in tasks {
         let _ = task.await;
     }
-    println!(
-        "\nEvery denial carries a decision id; run with --log-level info to see the decision log."
-    );
+    println!("\nEvery denial carries a decision id; run with --log-level info to see the decision log.");
     Ok(())
 }
 
 /// One agent's session: the protocol plumbing, then one call per tool category.
 async fn script(client: &Client<HttpConnector, Full<Bytes>>, url: &str) -> anyhow::Result<()> {
-    let mut session = Session {
-        client,
-        url,
-        id: None,
-        next_id: 1,
-    };
+    let mut session = Session { client, url, id: None, next_id: 1 };
     session.call("initialize", json!({"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "mcp-pep-demo", "version": "1"}})).await?;
     session.notify("notifications/initialized").await?;
     session.call("tools/list", json!({})).await?;
@@ -129,21 +102,13 @@ async fn script(client: &Client<HttpConnector, Full<Bytes>>, url: &str) -> anyho
         ("read_file", json!({"path": "/workspace/README.md"})),
         ("read_file", json!({"path": "/workspace/../etc/shadow"})),
         ("write_file", json!({"path": "/workspace/notes.md"})),
-        (
-            "query_database",
-            json!({"query": "SELECT count(*) FROM orders"}),
-        ),
+        ("query_database", json!({"query": "SELECT count(*) FROM orders"})),
         ("call_api", json!({"endpoint": "/v1/inventory"})),
         ("execute_command", json!({"command": "uname -a"})),
-        (
-            "fetch_url",
-            json!({"url": "https://api.example.com/status"}),
-        ),
+        ("fetch_url", json!({"url": "https://api.example.com/status"})),
     ];
     for (tool, arguments) in calls {
-        session
-            .call("tools/call", json!({"name": tool, "arguments": arguments}))
-            .await?;
+        session.call("tools/call", json!({"name": tool, "arguments": arguments})).await?;
     }
     Ok(())
 }
@@ -165,42 +130,21 @@ impl Session<'_> {
             req = req.header("mcp-session-id", id);
         }
         let started = Instant::now();
-        let resp = self
-            .client
-            .request(req.body(Full::new(Bytes::from(message.to_string())))?)
-            .await?;
+        let resp = self.client.request(req.body(Full::new(Bytes::from(message.to_string())))?).await?;
         let status = resp.status();
-        if let Some(id) = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-        {
+        if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
             self.id = Some(id.to_owned());
         }
         let body = resp.into_body().collect().await?.to_bytes();
         let elapsed = started.elapsed();
-        let value = if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&body)?
-        };
+        let value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body)? };
         Ok((status, value, elapsed))
     }
 
     async fn notify(&mut self, method: &str) -> anyhow::Result<()> {
-        let (status, _, elapsed) = self
-            .post(&json!({"jsonrpc": "2.0", "method": method}))
-            .await?;
-        let verdict = if status == StatusCode::ACCEPTED {
-            "allowed"
-        } else {
-            "denied"
-        };
-        println!(
-            "  {method:<52} {verdict:<8} {:>6} µs  (HTTP {})",
-            elapsed.as_micros(),
-            status.as_u16()
-        );
+        let (status, _, elapsed) = self.post(&json!({"jsonrpc": "2.0", "method": method})).await?;
+        let verdict = if status == StatusCode::ACCEPTED { "allowed" } else { "denied" };
+        println!("  {method:<52} {verdict:<8} {:>6} µs  (HTTP {})", elapsed.as_micros(), status.as_u16());
         Ok(())
     }
 
@@ -211,26 +155,18 @@ impl Session<'_> {
             Some(tool) => format!("{tool} {}", params["arguments"]),
             None => method.to_owned(),
         };
-        let (_, answer, elapsed) = self
-            .post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .await?;
+        let (_, answer, elapsed) =
+            self.post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).await?;
         let (verdict, detail) = match (answer.get("result"), answer.get("error")) {
             (Some(result), _) => ("allowed", summary(method, result)),
             (_, Some(error)) => {
-                let reasons: Vec<&str> = error["data"]["reasons"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
+                let reasons: Vec<&str> =
+                    error["data"]["reasons"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
                 ("denied", reasons.join("; "))
             }
             _ => ("?", String::new()),
         };
-        println!(
-            "  {label:<52} {verdict:<8} {:>6} µs  {detail}",
-            elapsed.as_micros()
-        );
+        println!("  {label:<52} {verdict:<8} {:>6} µs  {detail}", elapsed.as_micros());
         Ok(())
     }
 }
@@ -238,18 +174,11 @@ impl Session<'_> {
 fn summary(method: &str, result: &Value) -> String {
     match method {
         "tools/list" => {
-            let names: Vec<&str> = result["tools"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t["name"].as_str())
-                .collect();
+            let names: Vec<&str> =
+                result["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
             format!("{} tools: {}", names.len(), names.join(", "))
         }
-        "tools/call" => result["content"][0]["text"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
+        "tools/call" => result["content"][0]["text"].as_str().unwrap_or_default().to_owned(),
         _ => String::new(),
     }
 }

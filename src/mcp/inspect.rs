@@ -24,10 +24,7 @@ pub struct InspectLimits {
 
 impl Default for InspectLimits {
     fn default() -> Self {
-        InspectLimits {
-            max_body_bytes: 1024 * 1024,
-            max_depth: 64,
-        }
+        InspectLimits { max_body_bytes: 1024 * 1024, max_depth: 64 }
     }
 }
 
@@ -45,10 +42,7 @@ impl InspectLayer {
 impl<S> Layer<S> for InspectLayer {
     type Service = Inspect<S>;
     fn layer(&self, inner: S) -> Inspect<S> {
-        Inspect {
-            inner,
-            limits: self.limits,
-        }
+        Inspect { inner, limits: self.limits }
     }
 }
 
@@ -60,10 +54,7 @@ pub struct Inspect<S> {
 
 impl<S> Service<Request<Body>> for Inspect<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Rejection>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Rejection> + Clone + Send + 'static,
     S::Future: Send,
 {
     type Response = Response<Body>;
@@ -81,10 +72,7 @@ where
         let limits = self.limits;
         Box::pin(async move {
             let req = inspect(req, limits).await.map_err(Rejection::from)?;
-            let label = req
-                .extensions()
-                .get::<McpRequest>()
-                .map_or("none", method_label);
+            let label = req.extensions().get::<McpRequest>().map_or("none", method_label);
             match inner.call(req).await {
                 Ok(mut resp) => {
                     resp.extensions_mut().insert(MethodLabel(label));
@@ -100,13 +88,10 @@ where
 }
 
 /// Reads and classifies one request; the returned request carries an [`McpRequest`].
-pub async fn inspect(
-    req: Request<Body>,
-    limits: InspectLimits,
-) -> Result<Request<Body>, InspectError> {
+pub async fn inspect(req: Request<Body>, limits: InspectLimits) -> Result<Request<Body>, InspectError> {
     let (mut parts, body) = req.into_parts();
-    let session_id = header_str(&parts.headers, "mcp-session-id").map(Arc::from);
-    let protocol_version = header_str(&parts.headers, "mcp-protocol-version").map(Arc::from);
+    let session_id = mcp_header(&parts.headers, "mcp-session-id")?.map(Arc::from);
+    let protocol_version = mcp_header(&parts.headers, "mcp-protocol-version")?.map(Arc::from);
     let mcp = match parts.method {
         Method::POST => {
             if !is_json(&parts.headers) {
@@ -116,42 +101,32 @@ pub async fn inspect(
             let headers = PostHeaders {
                 session_id,
                 protocol_version,
-                mcp_method: header_str(&parts.headers, "mcp-method").map(str::to_owned),
-                mcp_name: header_str(&parts.headers, "mcp-name").map(str::to_owned),
+                mcp_method: mcp_header(&parts.headers, "mcp-method")?.map(str::to_owned),
+                mcp_name: mcp_header(&parts.headers, "mcp-name")?.map(str::to_owned),
             };
             parse_body(bytes, headers, limits.max_depth)?
         }
         Method::GET | Method::DELETE => {
-            let kind = if parts.method == Method::GET {
-                MessageKind::Stream
-            } else {
-                MessageKind::SessionEnd
-            };
-            let message = McpMessage {
-                kind,
-                method: None,
-                id: None,
-                target: None,
-                arguments: None,
-                is_error: false,
-            };
-            McpRequest {
-                messages: vec![message],
-                batch: false,
-                session_id,
-                protocol_version,
-                body: Default::default(),
-            }
+            let kind = if parts.method == Method::GET { MessageKind::Stream } else { MessageKind::SessionEnd };
+            let message = McpMessage { kind, method: None, id: None, target: None, arguments: None, is_error: false };
+            McpRequest { messages: vec![message], batch: false, session_id, protocol_version, body: Default::default() }
         }
         _ => return Err(InspectError::MethodNotAllowed),
     };
-    let body = if parts.method == Method::POST {
-        full(mcp.body.clone())
-    } else {
-        crate::body::empty()
-    };
+    let body = if parts.method == Method::POST { full(mcp.body.clone()) } else { crate::body::empty() };
     parts.extensions.insert(mcp);
     Ok(Request::from_parts(parts, body))
+}
+
+/// An MCP header the proxy decides on. It is forwarded as sent, so it must read one
+/// way only: a repeated or non-visible-ASCII value is refused rather than ignored.
+fn mcp_header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, InspectError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(InspectError::BadHeader { header: name, problem: "repeated" });
+    }
+    first.to_str().map(Some).map_err(|_| InspectError::BadHeader { header: name, problem: "not visible ASCII" })
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -164,21 +139,14 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
-async fn read_bounded(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<bytes::Bytes, InspectError> {
-    let declared =
-        header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+async fn read_bounded(headers: &HeaderMap, body: Body, limit: usize) -> Result<bytes::Bytes, InspectError> {
+    let declared = header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(InspectError::TooLarge { limit });
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(InspectError::TooLarge { limit })
-        }
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(InspectError::TooLarge { limit }),
         Err(_) => Err(InspectError::BodyRead),
     }
 }

@@ -25,19 +25,15 @@ pub enum InspectError {
     #[error(transparent)]
     Json(#[from] StrictJsonError),
     #[error("invalid JSON-RPC message: {reason}")]
-    Invalid {
-        reason: &'static str,
-        id: Option<JsonRpcId>,
-    },
+    Invalid { reason: &'static str, id: Option<JsonRpcId> },
     #[error("JSON-RPC batches are not allowed in protocol version {0}")]
     BatchNotAllowed(String),
     #[error("header {header} does not match the body")]
-    HeaderMismatch {
-        header: &'static str,
-        id: Option<JsonRpcId>,
-    },
+    HeaderMismatch { header: &'static str, id: Option<JsonRpcId> },
     #[error("HTTP method not allowed on the MCP endpoint")]
     MethodNotAllowed,
+    #[error("header {header} is {problem}")]
+    BadHeader { header: &'static str, problem: &'static str },
 }
 
 impl InspectError {
@@ -58,6 +54,7 @@ impl InspectError {
             InspectError::BatchNotAllowed(_) => "batch",
             InspectError::HeaderMismatch { .. } => "header_mismatch",
             InspectError::MethodNotAllowed => "http_method",
+            InspectError::BadHeader { .. } => "bad_header",
         }
     }
 }
@@ -66,30 +63,18 @@ impl From<InspectError> for Rejection {
     fn from(e: InspectError) -> Self {
         let (status, code) = match &e {
             InspectError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, code::INVALID_REQUEST),
-            InspectError::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, code::PARSE_ERROR)
-            }
-            InspectError::Json(_) | InspectError::BodyRead => {
-                (StatusCode::BAD_REQUEST, code::PARSE_ERROR)
-            }
-            InspectError::MethodNotAllowed => {
-                (StatusCode::METHOD_NOT_ALLOWED, code::REQUEST_REFUSED)
-            }
+            InspectError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, code::PARSE_ERROR),
+            InspectError::Json(_) | InspectError::BodyRead => (StatusCode::BAD_REQUEST, code::PARSE_ERROR),
+            InspectError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, code::REQUEST_REFUSED),
             _ => (StatusCode::BAD_REQUEST, code::INVALID_REQUEST),
         };
         let id = match &e {
-            InspectError::Invalid { id, .. } | InspectError::HeaderMismatch { id, .. } => {
-                id.clone()
-            }
+            InspectError::Invalid { id, .. } | InspectError::HeaderMismatch { id, .. } => id.clone(),
             _ => None,
         };
-        let mut rejection =
-            Rejection::new(Stage::Inspect, e.reason(), status, code, e.to_string()).with_id(id);
+        let mut rejection = Rejection::new(Stage::Inspect, e.reason(), status, code, e.to_string()).with_id(id);
         if e == InspectError::MethodNotAllowed {
-            rejection = rejection.with_header(
-                http::header::ALLOW,
-                http::HeaderValue::from_static("GET, POST, DELETE"),
-            );
+            rejection = rejection.with_header(http::header::ALLOW, http::HeaderValue::from_static("GET, POST, DELETE"));
         }
         rejection
     }
@@ -106,38 +91,21 @@ pub struct PostHeaders {
 }
 
 /// Parses a POSTed body into an [`McpRequest`], keeping the original bytes.
-pub fn parse_body(
-    body: Bytes,
-    headers: PostHeaders,
-    max_depth: usize,
-) -> Result<McpRequest, InspectError> {
+pub fn parse_body(body: Bytes, headers: PostHeaders, max_depth: usize) -> Result<McpRequest, InspectError> {
     let value = strict_json::parse(&body, max_depth)?;
     let (messages, batch) = match value {
         Value::Array(elements) => {
             // Batches were removed in 2025-06-18; a session that never said its version
             // is on 2025-03-26 (MCP: "assume 2025-03-26").
-            if let Some(version) = headers
-                .protocol_version
-                .as_deref()
-                .filter(|v| *v >= NO_BATCH_SINCE)
-            {
+            if let Some(version) = headers.protocol_version.as_deref().filter(|v| *v >= NO_BATCH_SINCE) {
                 return Err(InspectError::BatchNotAllowed(version.to_owned()));
             }
             if elements.is_empty() {
                 return Err(InspectError::invalid("empty batch", None));
             }
-            let messages = elements
-                .into_iter()
-                .map(parse_message)
-                .collect::<Result<Vec<_>, _>>()?;
-            if messages
-                .iter()
-                .any(|m| m.method.as_deref() == Some("initialize"))
-            {
-                return Err(InspectError::invalid(
-                    "initialize must not be part of a batch",
-                    None,
-                ));
+            let messages = elements.into_iter().map(parse_message).collect::<Result<Vec<_>, _>>()?;
+            if messages.iter().any(|m| m.method.as_deref() == Some("initialize")) {
+                return Err(InspectError::invalid("initialize must not be part of a batch", None));
             }
             (messages, true)
         }
@@ -150,30 +118,14 @@ pub fn parse_body(
     let protocol_version = headers.protocol_version.or_else(|| {
         let first = &messages[0];
         (first.method.as_deref() == Some("initialize"))
-            .then(|| {
-                first
-                    .arguments
-                    .as_ref()?
-                    .get("protocolVersion")?
-                    .as_str()
-                    .map(Arc::from)
-            })
+            .then(|| first.arguments.as_ref()?.get("protocolVersion")?.as_str().map(Arc::from))
             .flatten()
     });
-    Ok(McpRequest {
-        messages,
-        batch,
-        session_id: headers.session_id,
-        protocol_version,
-        body,
-    })
+    Ok(McpRequest { messages, batch, session_id: headers.session_id, protocol_version, body })
 }
 
 fn check_method_headers(message: &McpMessage, headers: &PostHeaders) -> Result<(), InspectError> {
-    let mismatch = |header| InspectError::HeaderMismatch {
-        header,
-        id: message.id.clone(),
-    };
+    let mismatch = |header| InspectError::HeaderMismatch { header, id: message.id.clone() };
     if let Some(method) = &headers.mcp_method {
         if message.method.as_deref() != Some(method.as_str()) {
             return Err(mismatch("Mcp-Method"));
@@ -201,20 +153,16 @@ fn parse_message(value: Value) -> Result<McpMessage, InspectError> {
         Some(Value::Number(n)) => match n.as_i64() {
             Some(n) => Some(JsonRpcId::Number(n)),
             None => {
-                return Err(InspectError::invalid(
-                    "id must be a string or an integer",
-                    None,
-                ));
+                return Err(InspectError::invalid("id must be a string or an integer", None));
             }
         },
         Some(_) => {
-            return Err(InspectError::invalid(
-                "id must be a string or an integer",
-                None,
-            ));
+            return Err(InspectError::invalid("id must be a string or an integer", None));
         }
     };
-    let invalid = |reason| InspectError::invalid(reason, id.clone());
+    // Only a request is answered with its id: a response's id is the server's numbering.
+    let answer_id = if obj.contains_key("method") { id.clone() } else { None };
+    let invalid = |reason| InspectError::invalid(reason, answer_id.clone());
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(invalid("jsonrpc must be \"2.0\""));
     }
@@ -232,19 +180,8 @@ fn parse_message(value: Value) -> Result<McpMessage, InspectError> {
                 Some(_) => return Err(invalid("params must be an object")),
             };
             let (target, arguments) = target_of(&method, params).map_err(invalid)?;
-            let kind = if id.is_some() {
-                MessageKind::Request
-            } else {
-                MessageKind::Notification
-            };
-            Ok(McpMessage {
-                kind,
-                method: Some(method.into()),
-                id,
-                target,
-                arguments,
-                is_error: false,
-            })
+            let kind = if id.is_some() { MessageKind::Request } else { MessageKind::Notification };
+            Ok(McpMessage { kind, method: Some(method.into()), id, target, arguments, is_error: false })
         }
         Some(_) => Err(invalid("method must be a string")),
         None => {
@@ -257,30 +194,19 @@ fn parse_message(value: Value) -> Result<McpMessage, InspectError> {
                     if !error.get("code").is_some_and(Value::is_i64)
                         || !error.get("message").is_some_and(Value::is_string)
                     {
-                        return Err(invalid(
-                            "error must have an integer code and a string message",
-                        ));
+                        return Err(invalid("error must have an integer code and a string message"));
                     }
                     true
                 }
                 (None, Some(_)) => return Err(invalid("error must be an object")),
                 _ => {
-                    return Err(invalid(
-                        "a response carries exactly one of result and error",
-                    ));
+                    return Err(invalid("a response carries exactly one of result and error"));
                 }
             };
             if obj.contains_key("params") {
                 return Err(invalid("a response must not carry params"));
             }
-            Ok(McpMessage {
-                kind: MessageKind::Response,
-                method: None,
-                id,
-                target: None,
-                arguments: None,
-                is_error,
-            })
+            Ok(McpMessage { kind: MessageKind::Response, method: None, id, target: None, arguments: None, is_error })
         }
     }
 }
@@ -307,14 +233,9 @@ fn target_of(method: &str, mut params: Map<String, Value>) -> Result<Target, &'s
             let name = required(&mut params, "name", "prompts/get needs a string name")?;
             Ok((Some(name), arguments(&mut params)?))
         }
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Ok((
-            Some(required(
-                &mut params,
-                "uri",
-                "resource methods need a string uri",
-            )?),
-            None,
-        )),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            Ok((Some(required(&mut params, "uri", "resource methods need a string uri")?), None))
+        }
         // The client's proposal (protocolVersion, clientInfo, capabilities) is policy input.
         "initialize" => Ok((None, Some(Value::Object(params)))),
         _ => Ok((None, None)),

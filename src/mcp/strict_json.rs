@@ -27,11 +27,7 @@ pub enum StrictJsonError {
 pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, StrictJsonError> {
     let violation = Cell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let seed = Strict {
-        depth_left: max_depth,
-        max_depth,
-        violation: &violation,
-    };
+    let seed = Strict { depth_left: max_depth, max_depth, violation: &violation };
     let parsed = seed.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
     match (parsed, violation.take()) {
         (_, Some(violation)) => Err(violation),
@@ -51,11 +47,7 @@ struct Strict<'a> {
 impl Strict<'_> {
     fn nested(&self) -> Option<Self> {
         let depth_left = self.depth_left.checked_sub(1)?;
-        Some(Strict {
-            depth_left,
-            max_depth: self.max_depth,
-            violation: self.violation,
-        })
+        Some(Strict { depth_left, max_depth: self.max_depth, violation: self.violation })
     }
 
     fn fail<E: serde::de::Error>(&self, violation: StrictJsonError) -> E {
@@ -88,9 +80,7 @@ impl<'de> Visitor<'de> for Strict<'_> {
         Ok(Value::from(v))
     }
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("non-finite number"))
+        serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("non-finite number"))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))
@@ -162,38 +152,20 @@ mod tests {
     #[test]
     fn bounds_nesting() {
         assert!(parse(b"[[[]]]", 3).is_ok());
-        assert_eq!(
-            parse(b"[[[[]]]]", 3).unwrap_err(),
-            StrictJsonError::TooDeep(3)
-        );
-        assert_eq!(
-            parse(br#"{"a":{"b":{"c":{}}}}"#, 3).unwrap_err(),
-            StrictJsonError::TooDeep(3)
-        );
+        assert_eq!(parse(b"[[[[]]]]", 3).unwrap_err(), StrictJsonError::TooDeep(3));
+        assert_eq!(parse(br#"{"a":{"b":{"c":{}}}}"#, 3).unwrap_err(), StrictJsonError::TooDeep(3));
     }
 
     #[test]
     fn refuses_invalid_utf8_and_trailing_bytes() {
-        assert!(matches!(
-            parse(b"\"\xff\"", 8),
-            Err(StrictJsonError::Syntax(_))
-        ));
-        assert!(matches!(
-            parse(b"{} {}", 8),
-            Err(StrictJsonError::Syntax(_))
-        ));
-        assert!(matches!(
-            parse(b"{\"a\":1,}", 8),
-            Err(StrictJsonError::Syntax(_))
-        ));
+        assert!(matches!(parse(b"\"\xff\"", 8), Err(StrictJsonError::Syntax(_))));
+        assert!(matches!(parse(b"{} {}", 8), Err(StrictJsonError::Syntax(_))));
+        assert!(matches!(parse(b"{\"a\":1,}", 8), Err(StrictJsonError::Syntax(_))));
         assert!(matches!(parse(b"", 8), Err(StrictJsonError::Syntax(_))));
     }
 
     #[test]
     fn refuses_lone_surrogate_escape() {
-        assert!(matches!(
-            parse(br#""\ud800""#, 8),
-            Err(StrictJsonError::Syntax(_))
-        ));
+        assert!(matches!(parse(br#""\ud800""#, 8), Err(StrictJsonError::Syntax(_))));
     }
 }

@@ -15,15 +15,9 @@ static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("policy directory {dir}: {source}")]
-    ReadDir {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    ReadDir { dir: PathBuf, source: std::io::Error },
     #[error("{file}: {source}")]
-    ReadFile {
-        file: PathBuf,
-        source: std::io::Error,
-    },
+    ReadFile { file: PathBuf, source: std::io::Error },
     #[error("{file}: {message}")]
     Compile { file: PathBuf, message: String },
     #[error("{file}: data: {message}")]
@@ -52,63 +46,11 @@ thread_local! {
 }
 
 impl PolicySet {
-    /// Loads every `*.rego`, `*.json`, `*.yaml`/`*.yml` file at the top of `dir`.
-    ///
-    /// Names starting with `.` are skipped: a mounted ConfigMap keeps its real files in
-    /// `..data/` and `..<timestamp>/` and shows them at the top as symlinks.
+    /// Loads every `*.rego`, `*.json`, `*.yaml`/`*.yml` file at the top of `dir` and
+    /// checks that `entrypoint` evaluates.
     pub fn load(dir: &Path, entrypoint: &str) -> Result<Self, PolicyError> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|source| PolicyError::ReadDir {
-                dir: dir.into(),
-                source,
-            })?
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|p| {
-                let hidden = p
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_none_or(|n| n.starts_with('.'));
-                let known = matches!(extension(p), "rego" | "json" | "yaml" | "yml");
-                !hidden && known && p.is_file()
-            })
-            .collect();
-        files.sort();
-        if !files.iter().any(|p| extension(p) == "rego") {
-            return Err(PolicyError::NoPolicies(dir.into()));
-        }
-        let mut engine = Engine::new();
-        engine.set_rego_v0(false);
-        // OPA semantics: a builtin error makes the expression undefined, not the query fail.
-        engine.set_strict_builtin_errors(false);
-        for file in &files {
-            let text = std::fs::read_to_string(file).map_err(|source| PolicyError::ReadFile {
-                file: file.clone(),
-                source,
-            })?;
-            let data_error = |e: anyhow::Error| PolicyError::Data {
-                file: file.clone(),
-                message: e.to_string(),
-            };
-            match extension(file) {
-                "rego" => {
-                    engine
-                        .add_policy(file.display().to_string(), text)
-                        .map_err(|e| PolicyError::Compile {
-                            file: file.clone(),
-                            message: e.to_string(),
-                        })?;
-                }
-                "json" => engine
-                    .add_data(Value::from_json_str(&text).map_err(data_error)?)
-                    .map_err(data_error)?,
-                _ => engine
-                    .add_data(Value::from_yaml_str(&text).map_err(data_error)?)
-                    .map_err(data_error)?,
-            }
-        }
-        let set = Self::from_engine(engine, entrypoint, files)?;
-        Ok(set)
+        let (engine, files) = load_engine(dir)?;
+        Self::from_engine(engine, entrypoint, files)
     }
 
     /// Builds a set from policy sources held in memory (tests, benches, the demo).
@@ -117,43 +59,27 @@ impl PolicySet {
         data: Option<serde_json::Value>,
         entrypoint: &str,
     ) -> Result<Self, PolicyError> {
-        let mut engine = Engine::new();
-        engine.set_rego_v0(false);
-        engine.set_strict_builtin_errors(false);
+        let mut engine = new_engine();
         for (name, text) in rego {
             engine
                 .add_policy((*name).to_owned(), (*text).to_owned())
-                .map_err(|e| PolicyError::Compile {
-                    file: (*name).into(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| PolicyError::Compile { file: (*name).into(), message: e.to_string() })?;
         }
         if let Some(data) = data {
             engine
                 .add_data(Value::from(data))
-                .map_err(|e| PolicyError::Data {
-                    file: "<memory>".into(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| PolicyError::Data { file: "<memory>".into(), message: e.to_string() })?;
         }
         Self::from_engine(engine, entrypoint, Vec::new())
     }
 
-    fn from_engine(
-        mut engine: Engine,
-        entrypoint: &str,
-        files: Vec<PathBuf>,
-    ) -> Result<Self, PolicyError> {
-        let entry_error = |e: anyhow::Error| PolicyError::Entrypoint {
-            entrypoint: entrypoint.into(),
-            message: e.to_string(),
-        };
+    fn from_engine(mut engine: Engine, entrypoint: &str, files: Vec<PathBuf>) -> Result<Self, PolicyError> {
+        let entry_error =
+            |e: anyhow::Error| PolicyError::Entrypoint { entrypoint: entrypoint.into(), message: e.to_string() };
         // One evaluation now surfaces a missing entrypoint or rule error at load time,
         // and leaves the engine prepared so clones do not prepare again.
         engine.set_input(Value::new_object());
-        engine
-            .eval_rule(entrypoint.to_owned())
-            .map_err(entry_error)?;
+        engine.eval_rule(entrypoint.to_owned()).map_err(entry_error)?;
         Ok(PolicySet {
             template: engine,
             entrypoint: entrypoint.to_owned(),
@@ -173,6 +99,11 @@ impl PolicySet {
     /// Evaluates the entrypoint for one input. Errors are returned, never turned into
     /// an allow; the caller denies on them.
     pub fn evaluate(&self, input: Value) -> Result<Decision, PolicyError> {
+        self.evaluate_raw(input).map(|value| decision_from(&value))
+    }
+
+    /// The entrypoint's value as the policy produced it (`Undefined` included).
+    pub fn evaluate_raw(&self, input: Value) -> Result<Value, PolicyError> {
         WORKER_ENGINE.with(|slot| {
             let mut slot = slot.borrow_mut();
             let engine = match &mut *slot {
@@ -180,12 +111,70 @@ impl PolicySet {
                 _ => &mut slot.insert((self.generation, self.template.clone())).1,
             };
             engine.set_input(input);
-            let value = engine
-                .eval_rule(self.entrypoint.clone())
-                .map_err(|e| PolicyError::Eval(e.to_string()))?;
-            Ok(decision_from(&value))
+            engine.eval_rule(self.entrypoint.clone()).map_err(|e| PolicyError::Eval(e.to_string()))
         })
     }
+
+    /// Evaluates on a fresh clone of the template, as the first request on a new thread
+    /// would (benchmarks compare it with the per-thread engine).
+    pub fn evaluate_fresh(&self, input: Value) -> Result<Decision, PolicyError> {
+        let mut engine = self.template.clone();
+        engine.set_input(input);
+        let value = engine.eval_rule(self.entrypoint.clone()).map_err(|e| PolicyError::Eval(e.to_string()))?;
+        Ok(decision_from(&value))
+    }
+}
+
+/// The policy files of `dir`, sorted.
+///
+/// Names starting with `.` are skipped: a mounted ConfigMap keeps its real files in
+/// `..data/` and `..<timestamp>/` and shows them at the top as symlinks.
+pub fn policy_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| PolicyError::ReadDir { dir: dir.into(), source })?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|p| {
+            let hidden = p.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'));
+            let known = matches!(extension(p), "rego" | "json" | "yaml" | "yml");
+            !hidden && known && p.is_file()
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// A new engine with OPA's settings: Rego v1, builtin errors make an expression
+/// undefined instead of failing the query.
+pub fn new_engine() -> Engine {
+    let mut engine = Engine::new();
+    engine.set_rego_v0(false);
+    engine.set_strict_builtin_errors(false);
+    engine
+}
+
+/// Compiles every policy and data file of `dir` into one engine.
+pub fn load_engine(dir: &Path) -> Result<(Engine, Vec<PathBuf>), PolicyError> {
+    let files = policy_files(dir)?;
+    if !files.iter().any(|p| extension(p) == "rego") {
+        return Err(PolicyError::NoPolicies(dir.into()));
+    }
+    let mut engine = new_engine();
+    for file in &files {
+        let text =
+            std::fs::read_to_string(file).map_err(|source| PolicyError::ReadFile { file: file.clone(), source })?;
+        let data_error = |e: anyhow::Error| PolicyError::Data { file: file.clone(), message: e.to_string() };
+        match extension(file) {
+            "rego" => {
+                engine
+                    .add_policy(file.display().to_string(), text)
+                    .map_err(|e| PolicyError::Compile { file: file.clone(), message: e.to_string() })?;
+            }
+            "json" => engine.add_data(Value::from_json_str(&text).map_err(data_error)?).map_err(data_error)?,
+            _ => engine.add_data(Value::from_yaml_str(&text).map_err(data_error)?).map_err(data_error)?,
+        }
+    }
+    Ok((engine, files))
 }
 
 /// Reads the entrypoint's value: `true`/`false`, or `{"allow": bool, "reasons": [..]}`.
@@ -203,14 +192,8 @@ pub fn decision_from(value: &Value) -> Decision {
                 _ => Vec::new(),
             };
             match allow {
-                Some(Value::Bool(true)) => Decision {
-                    allow: true,
-                    reasons,
-                },
-                Some(Value::Bool(false)) if !reasons.is_empty() => Decision {
-                    allow: false,
-                    reasons,
-                },
+                Some(Value::Bool(true)) => Decision { allow: true, reasons },
+                Some(Value::Bool(false)) if !reasons.is_empty() => Decision { allow: false, reasons },
                 Some(Value::Bool(false)) => Decision::deny("policy denied without a reason"),
                 _ => Decision::deny("policy decision has no boolean allow"),
             }
@@ -226,6 +209,6 @@ fn as_string(v: &Value) -> Option<String> {
     }
 }
 
-fn extension(p: &Path) -> &str {
+pub(crate) fn extension(p: &Path) -> &str {
     p.extension().and_then(|e| e.to_str()).unwrap_or("")
 }

@@ -12,7 +12,7 @@ use tower::{Layer, Service};
 use super::input::{self, HttpFacts, Phase};
 use super::{PolicySet, PolicyStore};
 use crate::body::Body;
-use crate::context::{Decision, DecisionId, McpMessage, McpRequest, PeerIdentity};
+use crate::context::{Decision, DecisionId, McpMessage, McpRequest, MessageKind, PeerIdentity};
 use crate::error::{Rejection, Stage, code};
 use crate::metrics::Metrics;
 
@@ -27,10 +27,7 @@ pub struct PolicyOptions {
 
 impl Default for PolicyOptions {
     fn default() -> Self {
-        PolicyOptions {
-            deny_status: StatusCode::OK,
-            expose_reasons: false,
-        }
+        PolicyOptions { deny_status: StatusCode::OK, expose_reasons: false }
     }
 }
 
@@ -43,21 +40,14 @@ pub struct PolicyLayer {
 
 impl PolicyLayer {
     pub fn new(store: Arc<PolicyStore>, metrics: Arc<Metrics>, options: PolicyOptions) -> Self {
-        PolicyLayer {
-            store,
-            metrics,
-            options,
-        }
+        PolicyLayer { store, metrics, options }
     }
 }
 
 impl<S> Layer<S> for PolicyLayer {
     type Service = PolicyService<S>;
     fn layer(&self, inner: S) -> PolicyService<S> {
-        PolicyService {
-            inner,
-            layer: self.clone(),
-        }
+        PolicyService { inner, layer: self.clone() }
     }
 }
 
@@ -69,10 +59,7 @@ pub struct PolicyService<S> {
 
 impl<S> Service<Request<Body>> for PolicyService<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Rejection>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Rejection> + Clone + Send + 'static,
     S::Future: Send,
 {
     type Response = Response<Body>;
@@ -97,11 +84,7 @@ where
 impl PolicyLayer {
     /// Decides every message of `req`; `Err` is the answer to send instead of forwarding.
     fn decide(&self, req: &Request<Body>) -> Result<(), Rejection> {
-        let decision_id = req
-            .extensions()
-            .get::<DecisionId>()
-            .cloned()
-            .unwrap_or_default();
+        let decision_id = req.extensions().get::<DecisionId>().cloned().unwrap_or_default();
         let Some(mcp) = req.extensions().get::<McpRequest>() else {
             // Inspection must run first; a request without its result is never forwarded.
             return Err(self.refuse(
@@ -113,10 +96,7 @@ impl PolicyLayer {
             ));
         };
         let Some(set) = self.store.current() else {
-            self.metrics
-                .decisions
-                .with_label_values(&["none", "", "error"])
-                .inc();
+            self.metrics.decisions.with_label_values(&["none", "", "error"]).inc();
             return Err(self.refuse(
                 Stage::Policy,
                 "no_policy",
@@ -126,10 +106,7 @@ impl PolicyLayer {
             ));
         };
         let identity = req.extensions().get::<PeerIdentity>();
-        let http = HttpFacts {
-            method: req.method().as_str(),
-            path: req.uri().path(),
-        };
+        let http = HttpFacts { method: req.method().as_str(), path: req.uri().path() };
         let decisions: Vec<Decision> = mcp
             .messages
             .iter()
@@ -161,16 +138,10 @@ impl PolicyLayer {
             }
         };
         let elapsed = started.elapsed();
-        self.metrics
-            .policy_eval_duration
-            .with_label_values(&[Phase::Call.as_str()])
-            .observe(elapsed.as_secs_f64());
+        self.metrics.policy_eval_duration.with_label_values(&[Phase::Call.as_str()]).observe(elapsed.as_secs_f64());
         let method = Metrics::method_label(message.method.as_deref());
         let tool = self.metrics.tool_label(message.target.as_deref());
-        self.metrics
-            .decisions
-            .with_label_values(&[method, tool.as_str(), outcome])
-            .inc();
+        self.metrics.decisions.with_label_values(&[method, tool.as_str(), outcome]).inc();
         let spiffe_id = match identity {
             Some(PeerIdentity::Spiffe(id)) => Some(&*id.spiffe_id),
             _ => None,
@@ -191,32 +162,16 @@ impl PolicyLayer {
     }
 
     /// The answer to a denied request. A batch answers every element that has an id.
-    fn denial(
-        &self,
-        mcp: &McpRequest,
-        decisions: &[Decision],
-        decision_id: DecisionId,
-    ) -> Rejection {
-        let denied: Vec<String> = decisions
-            .iter()
-            .filter(|d| !d.allow)
-            .flat_map(|d| d.reasons.clone())
-            .collect();
-        let first = &mcp.messages[0];
-        let status = if mcp.batch || first.id.is_some() {
-            self.options.deny_status
-        } else {
-            StatusCode::FORBIDDEN
-        };
+    fn denial(&self, mcp: &McpRequest, decisions: &[Decision], decision_id: DecisionId) -> Rejection {
+        let denied: Vec<String> = decisions.iter().filter(|d| !d.allow).flat_map(|d| d.reasons.clone()).collect();
+        // Only requests are answered in JSON-RPC; a refused notification, response, GET or
+        // DELETE gets an HTTP error and no id (a response's id is the server's numbering).
+        let is_request = |m: &McpMessage| m.kind == MessageKind::Request;
+        let status = if mcp.messages.iter().any(is_request) { self.options.deny_status } else { StatusCode::FORBIDDEN };
         let message = format!("denied by policy (decision {decision_id})");
-        let mut rejection = Rejection::new(
-            Stage::Policy,
-            "denied",
-            status,
-            code::POLICY_DENIED,
-            message,
-        )
-        .with_id(if mcp.batch { None } else { first.id.clone() });
+        let first = &mcp.messages[0];
+        let id = if !mcp.batch && is_request(first) { first.id.clone() } else { None };
+        let mut rejection = Rejection::new(Stage::Policy, "denied", status, code::POLICY_DENIED, message).with_id(id);
         rejection.decision_id = Some(decision_id);
         rejection.reasons = denied;
         if mcp.batch {
@@ -226,18 +181,14 @@ impl PolicyLayer {
                 .messages
                 .iter()
                 .zip(decisions)
-                .filter(|(m, _)| m.id.is_some())
+                .filter(|(m, _)| is_request(m))
                 .map(|(m, d)| {
                     let text = if d.allow {
                         "not executed: another message of the batch was denied by policy".to_owned()
                     } else {
                         rejection.message.clone()
                     };
-                    rejection.error_body(
-                        m.id.as_ref(),
-                        &text,
-                        self.options.expose_reasons && !d.allow,
-                    )
+                    rejection.error_body(m.id.as_ref(), &text, self.options.expose_reasons && !d.allow)
                 })
                 .collect();
             if !elements.is_empty() {
@@ -255,10 +206,7 @@ impl PolicyLayer {
         decision_id: &DecisionId,
         message: Option<&McpMessage>,
     ) -> Rejection {
-        let text = format!(
-            "denied: {} (decision {decision_id})",
-            reason.replace('_', " ")
-        );
+        let text = format!("denied: {} (decision {decision_id})", reason.replace('_', " "));
         let mut rejection = Rejection::new(stage, reason, status, code::POLICY_DENIED, text)
             .with_id(message.and_then(|m| m.id.clone()));
         rejection.decision_id = Some(decision_id.clone());

@@ -27,20 +27,14 @@ pub struct EdgeLayer {
 
 impl EdgeLayer {
     pub fn new(metrics: Arc<Metrics>, expose_reasons: bool) -> Self {
-        EdgeLayer {
-            metrics,
-            expose_reasons,
-        }
+        EdgeLayer { metrics, expose_reasons }
     }
 }
 
 impl<S> Layer<S> for EdgeLayer {
     type Service = Edge<S>;
     fn layer(&self, inner: S) -> Edge<S> {
-        Edge {
-            inner,
-            layer: self.clone(),
-        }
+        Edge { inner, layer: self.clone() }
     }
 }
 
@@ -52,10 +46,7 @@ pub struct Edge<S> {
 
 impl<S> Service<Request<Body>> for Edge<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Rejection>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Rejection> + Clone + Send + 'static,
     S::Future: Send,
 {
     type Response = Response<Body>;
@@ -80,10 +71,7 @@ where
                 let result = tower::ServiceExt::oneshot(inner, req).await;
                 let (mut resp, method, outcome) = match result {
                     Ok(resp) => {
-                        let method = resp
-                            .extensions()
-                            .get::<MethodLabel>()
-                            .map_or("none", |m| m.0);
+                        let method = resp.extensions().get::<MethodLabel>().map_or("none", |m| m.0);
                         (resp, method, "forwarded")
                     }
                     Err(rejection) => layer.rescue(rejection),
@@ -92,11 +80,7 @@ where
                     resp.headers_mut().insert(DECISION_ID_HEADER, value);
                 }
                 let elapsed = started.elapsed();
-                layer
-                    .metrics
-                    .request_duration
-                    .with_label_values(&[method, outcome])
-                    .observe(elapsed.as_secs_f64());
+                layer.metrics.request_duration.with_label_values(&[method, outcome]).observe(elapsed.as_secs_f64());
                 tracing::debug!(
                     status = resp.status().as_u16(),
                     method,
@@ -118,19 +102,12 @@ impl EdgeLayer {
             Stage::Upstream => "upstream_error",
             _ => "rejected",
         };
-        self.metrics
-            .rejections
-            .with_label_values(&[rejection.stage.as_str(), rejection.reason])
-            .inc();
+        self.metrics.rejections.with_label_values(&[rejection.stage.as_str(), rejection.reason]).inc();
         if rejection.stage != Stage::Policy {
             // Policy denials are logged with their reasons by the policy stage.
             tracing::info!(stage = rejection.stage.as_str(), reason = rejection.reason, message = %rejection.message, "refused");
         }
         let method = rejection.method;
-        (
-            rejection.into_response(self.expose_reasons),
-            method,
-            outcome,
-        )
+        (rejection.into_response(self.expose_reasons), method, outcome)
     }
 }

@@ -20,14 +20,8 @@ pub struct GuardLayer {
 
 impl GuardLayer {
     pub fn new(mcp_path: &str, allowed_origins: &[String]) -> Self {
-        let allowed_origins = allowed_origins
-            .iter()
-            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
-            .collect();
-        GuardLayer {
-            mcp_path: mcp_path.into(),
-            allowed_origins,
-        }
+        let allowed_origins = allowed_origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect();
+        GuardLayer { mcp_path: mcp_path.into(), allowed_origins }
     }
 
     pub fn check<B>(&self, req: &Request<B>) -> Result<(), Rejection> {
@@ -41,9 +35,7 @@ impl GuardLayer {
             ));
         }
         for origin in req.headers().get_all(header::ORIGIN) {
-            let allowed = origin
-                .to_str()
-                .is_ok_and(|o| self.allowed_origins.iter().any(|a| origin_matches(a, o)));
+            let allowed = origin.to_str().is_ok_and(|o| self.allowed_origins.iter().any(|a| origin_matches(a, o)));
             if !allowed {
                 return Err(Rejection::new(
                     Stage::Listener,
@@ -63,17 +55,15 @@ fn origin_matches(allowed: &str, origin: &str) -> bool {
     let origin = origin.trim_end_matches('/');
     match allowed.strip_suffix(":*") {
         Some(host) => {
-            let Some(rest) = origin
-                .get(..host.len())
-                .filter(|o| o.eq_ignore_ascii_case(host))
-                .map(|_| &origin[host.len()..])
+            let Some(rest) =
+                origin.get(..host.len()).filter(|o| o.eq_ignore_ascii_case(host)).map(|_| &origin[host.len()..])
             else {
                 return false;
             };
             rest.is_empty()
-                || rest.strip_prefix(':').is_some_and(|port| {
-                    !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
-                })
+                || rest
+                    .strip_prefix(':')
+                    .is_some_and(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
         }
         None => allowed.eq_ignore_ascii_case(origin),
     }
@@ -82,10 +72,7 @@ fn origin_matches(allowed: &str, origin: &str) -> bool {
 impl<S> Layer<S> for GuardLayer {
     type Service = Guard<S>;
     fn layer(&self, inner: S) -> Guard<S> {
-        Guard {
-            inner,
-            layer: self.clone(),
-        }
+        Guard { inner, layer: self.clone() }
     }
 }
 
@@ -121,32 +108,14 @@ mod tests {
 
     #[test]
     fn origin_patterns() {
-        assert!(origin_matches(
-            "http://127.0.0.1:*",
-            "http://127.0.0.1:8080"
-        ));
+        assert!(origin_matches("http://127.0.0.1:*", "http://127.0.0.1:8080"));
         assert!(origin_matches("http://127.0.0.1:*", "http://127.0.0.1"));
-        assert!(origin_matches(
-            "https://app.example.com",
-            "https://APP.example.com"
-        ));
-        assert!(!origin_matches(
-            "http://127.0.0.1:*",
-            "http://127.0.0.1.evil.com"
-        ));
-        assert!(!origin_matches(
-            "http://127.0.0.1:*",
-            "http://127.0.0.1:80x"
-        ));
+        assert!(origin_matches("https://app.example.com", "https://APP.example.com"));
+        assert!(!origin_matches("http://127.0.0.1:*", "http://127.0.0.1.evil.com"));
+        assert!(!origin_matches("http://127.0.0.1:*", "http://127.0.0.1:80x"));
         assert!(!origin_matches("http://127.0.0.1:*", "http://127.0.0.1:"));
-        assert!(!origin_matches(
-            "http://localhost:*",
-            "https://localhost:8080"
-        ));
-        assert!(!origin_matches(
-            "https://app.example.com",
-            "https://app.example.com.evil.com"
-        ));
+        assert!(!origin_matches("http://localhost:*", "https://localhost:8080"));
+        assert!(!origin_matches("https://app.example.com", "https://app.example.com.evil.com"));
         assert!(!origin_matches("https://app.example.com", "null"));
     }
 }

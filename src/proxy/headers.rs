@@ -16,11 +16,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// Credentials of the client are for the proxy only: MCP forbids token passthrough.
-const CREDENTIALS: [HeaderName; 3] = [
-    header::AUTHORIZATION,
-    HeaderName::from_static("dpop"),
-    header::COOKIE,
-];
+const CREDENTIALS: [HeaderName; 3] = [header::AUTHORIZATION, HeaderName::from_static("dpop"), header::COOKIE];
 
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Headers named in `Connection` are hop-by-hop too.
@@ -42,11 +38,8 @@ pub fn sanitize_request(headers: &mut HeaderMap) {
     for name in &CREDENTIALS {
         headers.remove(name);
     }
-    let proxy_headers: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
+    let proxy_headers: Vec<HeaderName> =
+        headers.keys().filter(|name| name.as_str().starts_with("proxy-")).cloned().collect();
     for name in proxy_headers {
         headers.remove(name);
     }
@@ -91,14 +84,6 @@ mod tests {
         sanitize_request(&mut h);
         let mut kept: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         kept.sort();
-        assert_eq!(
-            kept,
-            [
-                "accept",
-                "last-event-id",
-                "mcp-protocol-version",
-                "mcp-session-id"
-            ]
-        );
+        assert_eq!(kept, ["accept", "last-event-id", "mcp-protocol-version", "mcp-session-id"]);
     }
 }

@@ -29,14 +29,9 @@ pub struct StackConfig {
     pub pool_max_idle_per_host: usize,
 }
 
-pub type ProxyService =
-    BoxCloneSyncService<http::Request<Body>, http::Response<Body>, std::convert::Infallible>;
+pub type ProxyService = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, std::convert::Infallible>;
 
-pub fn build_stack(
-    config: &StackConfig,
-    store: Arc<PolicyStore>,
-    metrics: Arc<Metrics>,
-) -> ProxyService {
+pub fn build_stack(config: &StackConfig, store: Arc<PolicyStore>, metrics: Arc<Metrics>) -> ProxyService {
     let upstream = Upstream::new(
         config.upstream_url.clone(),
         config.upstream_timeouts,
@@ -45,10 +40,7 @@ pub fn build_stack(
     );
     let service = ServiceBuilder::new()
         // Decision id, span, request metric; every refusal below becomes an answer here.
-        .layer(EdgeLayer::new(
-            metrics.clone(),
-            config.policy.expose_reasons,
-        ))
+        .layer(EdgeLayer::new(metrics.clone(), config.policy.expose_reasons))
         // Cheap refusals first: wrong path, foreign Origin (DNS rebinding).
         .layer(GuardLayer::new(&config.mcp_path, &config.allowed_origins))
         // Who is calling, before anything about what they ask is read.

@@ -71,12 +71,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(
-        url: Uri,
-        timeouts: UpstreamTimeouts,
-        pool_max_idle_per_host: usize,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(url: Uri, timeouts: UpstreamTimeouts, pool_max_idle_per_host: usize, metrics: Arc<Metrics>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeouts.connect));
         connector.set_nodelay(true);
@@ -84,12 +79,7 @@ impl Upstream {
             .pool_idle_timeout(timeouts.pool_idle)
             .pool_max_idle_per_host(pool_max_idle_per_host)
             .build(connector);
-        Upstream {
-            client,
-            url: Arc::new(url),
-            response_header_timeout: timeouts.response_header,
-            metrics,
-        }
+        Upstream { client, url: Arc::new(url), response_header_timeout: timeouts.response_header, metrics }
     }
 
     /// The upstream URL with the client's query string, if any.
@@ -103,7 +93,7 @@ impl Upstream {
             };
             parts.path_and_query = Some(joined.parse().map_err(http::Error::from)?);
         }
-        Ok(Uri::from_parts(parts).map_err(http::Error::from)?)
+        Uri::from_parts(parts).map_err(http::Error::from)
     }
 
     async fn forward(self, req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
@@ -114,10 +104,8 @@ impl Upstream {
         headers::sanitize_request(&mut parts.headers);
         parts.extensions = http::Extensions::new();
         let started = Instant::now();
-        let sent = tokio::time::timeout(
-            self.response_header_timeout,
-            self.client.request(Request::from_parts(parts, body)),
-        );
+        let sent =
+            tokio::time::timeout(self.response_header_timeout, self.client.request(Request::from_parts(parts, body)));
         let resp = match sent.await {
             Err(_) => return Err(UpstreamError::Timeout(self.response_header_timeout)),
             Ok(Err(e)) if e.is_connect() => return Err(UpstreamError::Connect(e)),
@@ -125,26 +113,15 @@ impl Upstream {
             Ok(Ok(resp)) => resp,
         };
         let class = status_class(resp.status());
-        self.metrics
-            .upstream_duration
-            .with_label_values(&[class])
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.upstream_duration.with_label_values(&[class]).observe(started.elapsed().as_secs_f64());
         let (mut parts, body) = resp.into_parts();
         headers::sanitize_response(&mut parts.headers);
         let is_sse = parts
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                ct.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("text/event-stream")
-            });
-        let body = if is_sse {
-            boxed(StreamGuard::new(boxed(body), &self.metrics))
-        } else {
-            boxed(body)
-        };
+            .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+        let body = if is_sse { boxed(StreamGuard::new(boxed(body), &self.metrics)) } else { boxed(body) };
         Ok(Response::from_parts(parts, body))
     }
 }
@@ -169,10 +146,7 @@ impl Service<Request<Body>> for Upstream {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let id = req
-            .extensions()
-            .get::<McpRequest>()
-            .and_then(|m| m.messages.first()?.id.clone());
+        let id = req.extensions().get::<McpRequest>().and_then(|m| m.messages.first()?.id.clone());
         let this = self.clone();
         Box::pin(async move {
             let metrics = this.metrics.clone();
@@ -198,10 +172,7 @@ struct StreamGuard {
 impl StreamGuard {
     fn new(inner: Body, metrics: &Metrics) -> Self {
         metrics.active_streams.inc();
-        StreamGuard {
-            inner,
-            gauge: metrics.active_streams.clone(),
-        }
+        StreamGuard { inner, gauge: metrics.active_streams.clone() }
     }
 }
 
@@ -215,10 +186,7 @@ impl http_body::Body for StreamGuard {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 
