@@ -15,42 +15,19 @@ const TOOLS_CALL: &str = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","para
 
 fn policy(c: &mut Criterion) {
     let set = Arc::new(embedded_policy_set().expect("shipped policies compile"));
-    let request = parse_body(
-        Bytes::from_static(TOOLS_CALL.as_bytes()),
-        PostHeaders::default(),
-        64,
-    )
-    .expect("valid body");
-    let id = parse_spiffe_id(
-        "spiffe://mcp-identity.local/ns/mcp-agents/sa/semi-trusted-agent",
-        IdentitySource::Local,
-    )
-    .expect("valid SPIFFE ID");
+    let request =
+        parse_body(Bytes::from_static(TOOLS_CALL.as_bytes()), PostHeaders::default(), 64).expect("valid body");
+    let id = parse_spiffe_id("spiffe://mcp-identity.local/ns/mcp-agents/sa/semi-trusted-agent", IdentitySource::Local)
+        .expect("valid SPIFFE ID");
     let identity = PeerIdentity::Spiffe(id);
-    let http = HttpFacts {
-        method: "POST",
-        path: "/mcp",
-    };
+    let http = HttpFacts { method: "POST", path: "/mcp" };
     let message = &request.messages[0];
-    let build = || {
-        regorus::Value::from(input::build(
-            message,
-            &request,
-            Some(&identity),
-            http,
-            Phase::Call,
-        ))
-    };
-    assert!(
-        set.evaluate(build()).expect("evaluates").allow,
-        "the benchmark measures an allowed call"
-    );
+    let build = || regorus::Value::from(input::build(message, &request, Some(&identity), http, Phase::Call));
+    assert!(set.evaluate(build()).expect("evaluates").allow, "the benchmark measures an allowed call");
 
     let mut group = c.benchmark_group("policy");
     group.bench_function("build_input", |b| b.iter(build));
-    group.bench_function("decision_tools_call", |b| {
-        b.iter(|| set.evaluate(build()).map(|d| d.allow))
-    });
+    group.bench_function("decision_tools_call", |b| b.iter(|| set.evaluate(build()).map(|d| d.allow)));
     group.finish();
 }
 
