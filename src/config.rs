@@ -50,6 +50,8 @@ pub struct PolicyConfig {
     pub entrypoint: String,
     pub deny_status: u16,
     pub expose_reasons: bool,
+    /// How often the policy directory is read for changes; 0 turns hot reload off.
+    pub reload_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,7 +110,13 @@ impl Default for UpstreamConfig {
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        PolicyConfig { dir: None, entrypoint: "data.mcp.decision".into(), deny_status: 200, expose_reasons: false }
+        PolicyConfig {
+            dir: None,
+            entrypoint: "data.mcp.decision".into(),
+            deny_status: 200,
+            expose_reasons: false,
+            reload_interval_ms: 1_000,
+        }
     }
 }
 
@@ -156,6 +164,8 @@ pub struct Settings {
     pub admin_listen: Option<SocketAddr>,
     pub policy_dir: PathBuf,
     pub entrypoint: String,
+    /// How often to look for changed policies; `None` when hot reload is off.
+    pub policy_reload_interval: Option<Duration>,
     pub listener: ListenerOptions,
     pub stack: StackConfig,
     pub log: LogConfig,
@@ -230,6 +240,18 @@ impl Config {
             .ok_or_else(|| {
                 invalid("policy.deny_status", format!("{} must be a 2xx or 4xx status", self.policy.deny_status))
             })?;
+        // Each look reads every policy file: faster than 10 ms is a busy loop, and a
+        // bound keeps `now + interval` from overflowing.
+        let policy_reload_interval = match self.policy.reload_interval_ms {
+            0 => None,
+            ms @ 10..=3_600_000 => Some(Duration::from_millis(ms)),
+            ms => {
+                return Err(invalid(
+                    "policy.reload_interval_ms",
+                    format!("{ms} must be 0 (off) or between 10 and 3600000"),
+                ));
+            }
+        };
         for origin_value in &self.allowed_origins {
             let exact = origin_value.strip_suffix(":*").unwrap_or(origin_value);
             let parsed: Option<Uri> = exact.parse().ok();
@@ -278,6 +300,7 @@ impl Config {
             admin_listen,
             policy_dir,
             entrypoint: self.policy.entrypoint.clone(),
+            policy_reload_interval,
             listener: ListenerOptions {
                 max_connections: self.limits.max_connections,
                 shutdown_grace: ms(self.shutdown_grace_ms),

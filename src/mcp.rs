@@ -2,6 +2,8 @@
 
 pub mod inspect;
 pub mod jsonrpc;
+pub mod list;
+pub mod sse;
 pub mod strict_json;
 
 pub use inspect::{InspectLayer, InspectLimits};

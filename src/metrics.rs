@@ -44,6 +44,7 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub active_streams: IntGauge,
     pub policy_reloads: IntCounterVec,
+    pub list_items: IntCounterVec,
     tool_labels: Mutex<HashSet<String>>,
 }
 
@@ -93,6 +94,11 @@ impl Metrics {
                 "Policy set (re)loads by result (ok, error).",
                 &["result"],
             )?,
+            list_items: counter(
+                "list_items_total",
+                "Items of list results decided for the caller, by the method they are used with and decision.",
+                &["method", "decision"],
+            )?,
             tool_labels: Mutex::new(HashSet::new()),
             registry,
         };
@@ -104,6 +110,7 @@ impl Metrics {
         m.registry.register(Box::new(m.upstream_errors.clone()))?;
         m.registry.register(Box::new(m.active_streams.clone()))?;
         m.registry.register(Box::new(m.policy_reloads.clone()))?;
+        m.registry.register(Box::new(m.list_items.clone()))?;
         Ok(m)
     }
 

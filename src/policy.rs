@@ -4,8 +4,10 @@
 //! reads the current set once, so a reload never mixes two sets in one decision.
 
 pub mod engine;
+pub mod filter;
 pub mod input;
 pub mod layer;
+pub mod reload;
 pub mod testing;
 
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 
 pub use engine::{PolicyError, PolicySet};
+pub use filter::ListFilterLayer;
 pub use layer::{PolicyLayer, PolicyOptions};
 
 /// The current policy set, shared by every request and the reloader.

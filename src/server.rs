@@ -3,14 +3,17 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::admin::Admin;
 use crate::config::Settings;
 use crate::listener::{self, ListenerOptions};
 use crate::metrics::Metrics;
-use crate::policy::{PolicySet, PolicyStore};
+use crate::policy::PolicyStore;
+use crate::policy::reload::PolicyReloader;
 use crate::proxy::{build_stack, stack::ProxyService};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,26 +30,30 @@ pub struct Server {
     service: ProxyService,
     admin_service: Admin,
     options: ListenerOptions,
+    /// Keeps the policy store in step with the policy directory while serving; `None`
+    /// when reload is off or the caller supplied the store.
+    reloader: Option<(PolicyReloader, Duration)>,
 }
 
 impl Server {
     /// Binds both listeners and loads the policy directory. A policy that fails to load
-    /// is logged and counted: the proxy starts not ready and denies every message.
+    /// is logged and counted: the proxy starts not ready and denies every message, until
+    /// a good push is picked up by the reloader (unless `policy.reload_interval_ms` is 0).
     pub async fn bind(settings: &Settings) -> Result<Server, ServerError> {
         let metrics = Arc::new(Metrics::new()?);
         let policies = Arc::new(PolicyStore::new());
-        match PolicySet::load(&settings.policy_dir, &settings.entrypoint) {
-            Ok(set) => {
-                tracing::info!(dir = %settings.policy_dir.display(), files = set.files().len(), entrypoint = set.entrypoint(), "policies loaded");
-                policies.replace(set);
-                metrics.policy_reloads.with_label_values(&["ok"]).inc();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "policies failed to load; denying every message until they do");
-                metrics.policy_reloads.with_label_values(&["error"]).inc();
-            }
-        }
-        Server::bind_with(settings, policies, metrics).await
+        let mut reloader = PolicyReloader::new(
+            settings.policy_dir.clone(),
+            settings.entrypoint.clone(),
+            policies.clone(),
+            metrics.clone(),
+        );
+        // The first load goes through the reloader too, so its first look compares
+        // with what was loaded here instead of loading the same files again.
+        reloader.load_initial().await;
+        let mut server = Server::bind_with(settings, policies, metrics).await?;
+        server.reloader = settings.policy_reload_interval.map(|interval| (reloader, interval));
+        Ok(server)
     }
 
     /// Binds with a policy store supplied by the caller (the demo, tests).
@@ -64,7 +71,14 @@ impl Server {
             None => None,
         };
         let service = build_stack(&settings.stack, policies.clone(), metrics.clone());
-        Ok(Server { mcp, admin, service, admin_service: Admin { metrics, policies }, options: settings.listener })
+        Ok(Server {
+            mcp,
+            admin,
+            service,
+            admin_service: Admin { metrics, policies },
+            options: settings.listener,
+            reloader: None,
+        })
     }
 
     pub fn mcp_addr(&self) -> SocketAddr {
@@ -83,8 +97,21 @@ impl Server {
         self.admin_service.metrics.clone()
     }
 
-    /// Serves until `shutdown` resolves, then drains both listeners.
+    /// Serves until `shutdown` resolves, then drains both listeners. Policy reloading
+    /// stops when `shutdown` resolves: the set that is loaded then serves the drain.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        // Dropping the sender stops the reloader too, should `run` itself be dropped.
+        let (stop_reloader, reloader_stopped) = watch::channel(false);
+        let reload_task = self.reloader.map(|(reloader, interval)| {
+            let mut stopped = reloader_stopped;
+            tokio::spawn(reloader.run(interval, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }))
+        });
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_reloader.send(true);
+        };
         let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
         let admin_task = self.admin.map(|admin| {
             let service = self.admin_service.clone().service();
@@ -100,6 +127,9 @@ impl Server {
         listener::serve(self.mcp, self.service, self.options, shutdown).await;
         let _ = stop_admin.send(true);
         if let Some(task) = admin_task {
+            let _ = task.await;
+        }
+        if let Some(task) = reload_task {
             let _ = task.await;
         }
     }

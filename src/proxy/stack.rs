@@ -14,7 +14,7 @@ use crate::context::SpiffeIdentity;
 use crate::identity::IdentityLayer;
 use crate::mcp::{InspectLayer, InspectLimits};
 use crate::metrics::Metrics;
-use crate::policy::{PolicyLayer, PolicyOptions, PolicyStore};
+use crate::policy::{ListFilterLayer, PolicyLayer, PolicyOptions, PolicyStore};
 
 /// Everything the stack needs, already validated.
 #[derive(Clone)]
@@ -48,7 +48,9 @@ pub fn build_stack(config: &StackConfig, store: Arc<PolicyStore>, metrics: Arc<M
         // Bounded read, strict JSON-RPC, typed McpRequest; original bytes kept.
         .layer(InspectLayer::new(config.limits))
         // Every message decided; any error or undefined denies.
-        .layer(PolicyLayer::new(store, metrics, config.policy))
+        .layer(PolicyLayer::new(store.clone(), metrics.clone(), config.policy))
+        // List results show only what the caller may use (JSON and SSE).
+        .layer(ListFilterLayer::new(store, metrics))
         .service(upstream);
     BoxCloneSyncService::new(service)
 }

@@ -3,7 +3,7 @@
 
 Usage: py_client.py URL [--expect-deny TOOL]
 
-Steps: initialize, tools/list (must list `echo`), call `echo`, wait for the GET SSE
+Steps: initialize, tools/list (must list `echo`, must not list the denied tool), call `echo`, wait for the GET SSE
 stream the SDK opens after initialize, optionally call TOOL and require the proxy's
 policy denial (MCP error -32001, message containing "denied"), call `echo` again
 (session still usable), then leave the client context, which makes the SDK send
@@ -73,6 +73,8 @@ async def run(url: str, deny_tool: str | None) -> None:
                 tools = await session.list_tools()
                 names = sorted(t.name for t in tools.tools)
                 check("echo" in names, f"tools/list: no echo in {names}")
+                # The proxy filters the list: a tool the caller may not call is not shown.
+                check(deny_tool not in names, f"tools/list: {deny_tool} is listed but must be hidden")
                 step(f"tools/list: ok ({len(names)} tools)")
 
                 await call_echo(session, "tools/call echo")

@@ -50,6 +50,7 @@ check ts-through-proxy "$E2E_NODE" ts_client.mjs "$proxied" --expect-deny get-en
 # The deny check is not vacuous: the bare server does not deny get-env.
 check py-deny-needs-proxy fails "$E2E_PY" py_client.py "$direct" --expect-deny get-env
 check deny-metric metric_at_least 'mcp_pep_decisions_total{decision="deny",method="tools/call",tool="get-env"}' 2
+check list-filter-metric metric_at_least 'mcp_pep_list_items_total{decision="deny",method="tools/call"}' 2
 check allow-metric metric_at_least 'mcp_pep_decisions_total{decision="allow",method="tools/call",tool="echo"}' 4
 # Every client ended its session, so no SSE stream may still be counted open.
 check active-streams-back-to-zero metric_equals 'mcp_pep_active_streams' 0

@@ -3,7 +3,7 @@
 //
 // Usage: node ts_client.mjs URL [--expect-deny TOOL]
 //
-// Steps: initialize, tools/list (must list `echo`), call `echo`, wait for the GET SSE
+// Steps: initialize, tools/list (must list `echo`, must not list the denied tool), call `echo`, wait for the GET SSE
 // stream the SDK opens after initialize, optionally call TOOL and require the proxy's
 // policy denial (McpError -32001, message containing "denied"), call `echo` again
 // (session still usable), terminateSession() (DELETE, must be answered 2xx), and check
@@ -68,6 +68,8 @@ async function run() {
   const { tools } = await client.listTools();
   const names = tools.map((t) => t.name).sort();
   check(names.includes('echo'), `tools/list: no echo in ${names}`);
+  // The proxy filters the list: a tool the caller may not call is not shown.
+  check(!denyTool || !names.includes(denyTool), `tools/list: ${denyTool} is listed but must be hidden`);
   step(`tools/list: ok (${names.length} tools)`);
 
   await callEcho(client, 'tools/call echo');

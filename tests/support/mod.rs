@@ -524,3 +524,32 @@ fn parse_labels(text: &str) -> Vec<(String, String)> {
 pub fn rejections(text: &str, stage: &str, reason: &str) -> f64 {
     metric(text, "mcp_pep_rejections_total", &[("stage", stage), ("reason", reason)]).unwrap_or(0.0)
 }
+
+// ---------------------------------------------------------------------------------
+// A policy directory owned by the test
+// ---------------------------------------------------------------------------------
+
+impl ProxyBuilder {
+    /// Starts with `dir` as the policy directory (the builder's files are not written):
+    /// for tests that change the policies while the proxy runs.
+    pub async fn start_in(mut self, dir: &Path) -> TestProxy {
+        self.config.policy.dir = Some(dir.to_path_buf());
+        let settings = self.config.validate("test").expect("valid test config");
+        let server = Server::bind(&settings).await.expect("proxy binds");
+        let mcp_addr = server.mcp_addr();
+        let admin_addr = server.admin_addr().expect("admin listener");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        TestProxy {
+            mcp_addr,
+            admin_addr,
+            path: self.config.mcp_path.clone(),
+            shutdown: Some(tx),
+            task: Some(task),
+            // Nothing is written there; the test owns `dir`.
+            _dir: TempDir::new("unused"),
+        }
+    }
+}

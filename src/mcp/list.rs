@@ -1,0 +1,238 @@
+//! Filtering `*/list` results item by item, keeping every other byte of the message.
+//!
+//! The items array is located with `serde_json::RawValue` (slices of the original text),
+//! and denied items are spliced out; `nextCursor`, `_meta`, the items that stay and all
+//! formatting are untouched. The message is parsed strictly first (no duplicate keys),
+//! so the client reads the same items we decided on.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::strict_json::{self, StrictJsonError};
+use crate::context::JsonRpcId;
+
+/// Which list a request asks for, and how its items are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    ResourceTemplates,
+}
+
+impl ListKind {
+    pub fn of(method: &str) -> Option<Self> {
+        match method {
+            "tools/list" => Some(ListKind::Tools),
+            "prompts/list" => Some(ListKind::Prompts),
+            "resources/list" => Some(ListKind::Resources),
+            "resources/templates/list" => Some(ListKind::ResourceTemplates),
+            _ => None,
+        }
+    }
+
+    /// The member of `result` that holds the items.
+    pub fn items_key(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::ResourceTemplates => "resourceTemplates",
+        }
+    }
+
+    /// The method an item is used with: what the caller would need to be allowed.
+    pub fn call_method(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools/call",
+            ListKind::Prompts => "prompts/get",
+            ListKind::Resources | ListKind::ResourceTemplates => "resources/read",
+        }
+    }
+
+    /// The member of an item that names it.
+    fn name_key(self) -> &'static str {
+        match self {
+            ListKind::Tools | ListKind::Prompts => "name",
+            ListKind::Resources => "uri",
+            ListKind::ResourceTemplates => "uriTemplate",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListError {
+    #[error("list response is not strict JSON: {0}")]
+    Json(#[from] StrictJsonError),
+    #[error("list result has no {0} array")]
+    NoItems(&'static str),
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    result: Option<&'a RawValue>,
+}
+
+/// The filtered message, or `None` when it is not the answer to `id` (another message on
+/// the same stream, or an error answer): those pass unchanged. `Some(same text)` when every
+/// item stays.
+pub fn filter_message(
+    message: &str,
+    id: &JsonRpcId,
+    kind: ListKind,
+    mut keep: impl FnMut(&str) -> bool,
+) -> Result<Option<String>, ListError> {
+    // Strictness first: what we splice must be what every reader sees. Data that is not
+    // JSON at all (an SSE priming event's empty data) is nobody's answer and passes.
+    match strict_json::parse(message.as_bytes(), 128) {
+        Err(StrictJsonError::Syntax(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    let Ok(envelope) = serde_json::from_str::<Envelope<'_>>(message) else { return Ok(None) };
+    let (Some(raw_id), Some(result)) = (envelope.id, envelope.result) else { return Ok(None) };
+    if !same_id(raw_id.get(), id) {
+        return Ok(None);
+    }
+    let members: Vec<(Cow<'_, str>, &RawValue)> =
+        serde_json::from_str::<ResultMembers<'_>>(result.get()).map_err(|_| ListError::NoItems(kind.items_key()))?.0;
+    let items_raw = members
+        .iter()
+        .find(|(k, _)| k == kind.items_key())
+        .map(|(_, v)| *v)
+        .ok_or(ListError::NoItems(kind.items_key()))?;
+    let items: Vec<&RawValue> =
+        serde_json::from_str(items_raw.get()).map_err(|_| ListError::NoItems(kind.items_key()))?;
+    let kept: Vec<&str> = items
+        .iter()
+        .map(|item| item.get())
+        .filter(|item| item_name(item, kind).is_some_and(|name| keep(&name)))
+        .collect();
+    if kept.len() == items.len() {
+        return Ok(Some(message.to_owned()));
+    }
+    // Both slices borrow from `message`: the offset is where the array starts in it.
+    let start = items_raw.get().as_ptr() as usize - message.as_ptr() as usize;
+    let end = start + items_raw.get().len();
+    let mut out = String::with_capacity(message.len());
+    out.push_str(&message[..start]);
+    out.push('[');
+    out.push_str(&kept.join(","));
+    out.push(']');
+    out.push_str(&message[end..]);
+    Ok(Some(out))
+}
+
+/// The result object's members in order, values kept raw.
+struct ResultMembers<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for ResultMembers<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = ResultMembers<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut members = Vec::new();
+                while let Some((k, v)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    members.push((k, v));
+                }
+                Ok(ResultMembers(members))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// The item's name (tool/prompt name, resource URI or URI template). An item without
+/// one cannot be decided, so it is dropped.
+fn item_name(item: &str, kind: ListKind) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(item).ok()?;
+    value.get(kind.name_key())?.as_str().map(str::to_owned)
+}
+
+fn same_id(raw: &str, id: &JsonRpcId) -> bool {
+    match (serde_json::from_str::<serde_json::Value>(raw), id) {
+        (Ok(serde_json::Value::Number(n)), JsonRpcId::Number(want)) => n.as_i64() == Some(*want),
+        (Ok(serde_json::Value::String(s)), JsonRpcId::String(want)) => *s == **want,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keep_ab(name: &str) -> bool {
+        name == "a" || name == "b"
+    }
+
+    #[test]
+    fn splices_out_denied_items_and_keeps_every_other_byte() {
+        let msg = r#"{"jsonrpc":"2.0", "id":3,"result":{"tools":[{"name":"a","x":1}, {"name":"secret"},{"name":"b"}],"nextCursor":"c2" ,"_meta":{"k":[1,2]}}}"#;
+        let out = filter_message(msg, &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap().unwrap();
+        assert_eq!(
+            out,
+            r#"{"jsonrpc":"2.0", "id":3,"result":{"tools":[{"name":"a","x":1},{"name":"b"}],"nextCursor":"c2" ,"_meta":{"k":[1,2]}}}"#
+        );
+    }
+
+    #[test]
+    fn unchanged_when_everything_is_allowed() {
+        let msg = r#"{"jsonrpc":"2.0","id":"x","result":{"prompts":[ {"name":"a"} ]}}"#;
+        let out = filter_message(msg, &JsonRpcId::String("x".into()), ListKind::Prompts, keep_ab).unwrap();
+        assert_eq!(out.as_deref(), Some(msg));
+    }
+
+    #[test]
+    fn other_messages_pass() {
+        let other_id = r#"{"jsonrpc":"2.0","id":4,"result":{"tools":[{"name":"secret"}]}}"#;
+        assert_eq!(filter_message(other_id, &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
+        let error = r#"{"jsonrpc":"2.0","id":3,"error":{"code":-1,"message":"m"}}"#;
+        assert_eq!(filter_message(error, &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
+        assert_eq!(filter_message("", &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
+        let notification = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#;
+        assert_eq!(filter_message(notification, &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
+        // A string id "3" is not the number 3.
+        let string_id = r#"{"jsonrpc":"2.0","id":"3","result":{"tools":[{"name":"secret"}]}}"#;
+        assert_eq!(filter_message(string_id, &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
+    }
+
+    #[test]
+    fn resources_and_templates_are_named_by_uri() {
+        let msg =
+            r#"{"jsonrpc":"2.0","id":1,"result":{"resourceTemplates":[{"uriTemplate":"a"},{"uriTemplate":"z"}]}}"#;
+        let out = filter_message(msg, &JsonRpcId::Number(1), ListKind::ResourceTemplates, keep_ab).unwrap().unwrap();
+        assert_eq!(out, r#"{"jsonrpc":"2.0","id":1,"result":{"resourceTemplates":[{"uriTemplate":"a"}]}}"#);
+    }
+
+    #[test]
+    fn unnamed_items_are_dropped() {
+        let msg = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"title":"no name"},{"name":7},{"name":"a"}]}}"#;
+        let out = filter_message(msg, &JsonRpcId::Number(1), ListKind::Tools, |_| true).unwrap().unwrap();
+        assert_eq!(out, r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"}]}}"#);
+    }
+
+    #[test]
+    fn refuses_what_two_readers_could_read_differently() {
+        let dup_items = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"}],"tools":[{"name":"secret"}]}}"#;
+        assert!(matches!(
+            filter_message(dup_items, &JsonRpcId::Number(1), ListKind::Tools, keep_ab),
+            Err(ListError::Json(StrictJsonError::DuplicateKey(_)))
+        ));
+        let dup_name = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","name":"secret"}]}}"#;
+        assert!(filter_message(dup_name, &JsonRpcId::Number(1), ListKind::Tools, keep_ab).is_err());
+        let no_items = r#"{"jsonrpc":"2.0","id":1,"result":{"tool":[]}}"#;
+        assert_eq!(
+            filter_message(no_items, &JsonRpcId::Number(1), ListKind::Tools, keep_ab),
+            Err(ListError::NoItems("tools"))
+        );
+    }
+}

@@ -1,0 +1,308 @@
+//! List filtering: a caller sees only what it may use. The items of `tools/list`,
+//! `prompts/list`, `resources/list` and `resources/templates/list` results are decided one
+//! by one (`phase: "list"`), in JSON responses and inside SSE streams.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{Request, Response, StatusCode, header};
+use http_body::Frame;
+use http_body_util::{BodyExt, Limited};
+use tower::{Layer, Service};
+
+use super::PolicyStore;
+use super::input::{self, HttpFacts, Phase};
+use crate::body::{Body, BodyError, boxed, full};
+use crate::context::{DecisionId, JsonRpcId, McpMessage, McpRequest, MessageKind, PeerIdentity};
+use crate::error::{Rejection, Stage, code};
+use crate::mcp::list::{ListError, ListKind, filter_message};
+use crate::mcp::sse::{EventSplitter, event_data, replace_data};
+use crate::metrics::Metrics;
+
+/// A list answer larger than this is refused rather than held in memory.
+const MAX_LIST_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct ListFilterLayer {
+    store: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+}
+
+impl ListFilterLayer {
+    pub fn new(store: Arc<PolicyStore>, metrics: Arc<Metrics>) -> Self {
+        ListFilterLayer { store, metrics }
+    }
+}
+
+impl<S> Layer<S> for ListFilterLayer {
+    type Service = ListFilter<S>;
+    fn layer(&self, inner: S) -> ListFilter<S> {
+        ListFilter { inner, layer: self.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct ListFilter<S> {
+    inner: S,
+    layer: ListFilterLayer,
+}
+
+impl<S> Service<Request<Body>> for ListFilter<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Rejection> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response<Body>;
+    type Error = Rejection;
+    type Future = BoxFuture<'static, Result<Response<Body>, Rejection>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Rejection>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let decider = ListDecider::for_request(&req, &self.layer);
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let resp = inner.call(req).await?;
+            match decider {
+                Some(decider) => decider.filter_response(resp).await,
+                None => Ok(resp),
+            }
+        })
+    }
+}
+
+/// Decides the items of one list answer, against the policy set current when the list
+/// was requested.
+struct ListDecider {
+    kind: ListKind,
+    id: JsonRpcId,
+    request: McpRequest,
+    identity: Option<PeerIdentity>,
+    http_method: String,
+    http_path: String,
+    decision_id: DecisionId,
+    store: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+}
+
+impl ListDecider {
+    fn for_request(req: &Request<Body>, layer: &ListFilterLayer) -> Option<Self> {
+        let mcp = req.extensions().get::<McpRequest>()?;
+        let [message] = mcp.messages.as_slice() else { return None };
+        let kind = ListKind::of(message.method.as_deref()?)?;
+        let id = message.id.clone().filter(|_| message.kind == MessageKind::Request)?;
+        Some(ListDecider {
+            kind,
+            id,
+            request: McpRequest { body: Bytes::new(), ..mcp.clone() },
+            identity: req.extensions().get::<PeerIdentity>().cloned(),
+            http_method: req.method().to_string(),
+            http_path: req.uri().path().to_owned(),
+            decision_id: req.extensions().get::<DecisionId>().cloned().unwrap_or_default(),
+            store: layer.store.clone(),
+            metrics: layer.metrics.clone(),
+        })
+    }
+
+    async fn filter_response(self, resp: Response<Body>) -> Result<Response<Body>, Rejection> {
+        let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match essence.as_str() {
+            "application/json" => self.filter_json(resp).await,
+            "text/event-stream" => {
+                let (mut parts, body) = resp.into_parts();
+                // Some servers send a whole SSE answer with Content-Length; filtering may
+                // shorten it, so the length is the body's to tell (chunked).
+                parts.headers.remove(header::CONTENT_LENGTH);
+                let filtered = SseListFilter {
+                    inner: body,
+                    splitter: EventSplitter::new(MAX_LIST_BYTES),
+                    pending: VecDeque::new(),
+                    decider: Some(self),
+                    inner_done: false,
+                };
+                Ok(Response::from_parts(parts, boxed(filtered)))
+            }
+            _ => Ok(resp),
+        }
+    }
+
+    async fn filter_json(self, resp: Response<Body>) -> Result<Response<Body>, Rejection> {
+        let (mut parts, body) = resp.into_parts();
+        let bytes = match Limited::new(body, MAX_LIST_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return Err(self.refusal("list answer unreadable or too large")),
+        };
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            return Err(self.refusal("list answer is not UTF-8"));
+        };
+        match self.filter_text(text) {
+            Ok(Some(filtered)) if filtered.len() != text.len() => {
+                parts.headers.remove(header::CONTENT_LENGTH);
+                Ok(Response::from_parts(parts, full(filtered)))
+            }
+            Ok(_) => Ok(Response::from_parts(parts, full(bytes))),
+            Err(e) => Err(self.refusal(&e.to_string())),
+        }
+    }
+
+    fn filter_text(&self, text: &str) -> Result<Option<String>, ListError> {
+        // One set for the whole list: a reload mid-list must not mix two policies.
+        let set = self.store.current();
+        let (mut kept, mut total) = (0usize, 0usize);
+        let out = filter_message(text, &self.id, self.kind, |name| {
+            total += 1;
+            let allow = set.as_ref().is_some_and(|set| self.allowed(set, name));
+            kept += usize::from(allow);
+            allow
+        })?;
+        if out.is_some() {
+            tracing::info!(
+                target: "mcp_pep::decision",
+                decision_id = %self.decision_id,
+                method = self.kind.call_method(),
+                phase = "list",
+                items = total,
+                kept,
+                "list filtered"
+            );
+        }
+        Ok(out)
+    }
+
+    fn allowed(&self, set: &super::PolicySet, name: &str) -> bool {
+        let started = Instant::now();
+        let item = McpMessage {
+            kind: MessageKind::Request,
+            method: Some(self.kind.call_method().into()),
+            id: Some(self.id.clone()),
+            target: Some(name.into()),
+            arguments: None,
+            is_error: false,
+        };
+        let http = HttpFacts { method: &self.http_method, path: &self.http_path };
+        let doc = input::build(&item, &self.request, self.identity.as_ref(), http, Phase::List);
+        let allow = set.evaluate(regorus::Value::from(doc)).is_ok_and(|d| d.allow);
+        self.metrics
+            .policy_eval_duration
+            .with_label_values(&[Phase::List.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        let method = self.kind.call_method();
+        self.metrics.list_items.with_label_values(&[method, if allow { "allow" } else { "deny" }]).inc();
+        allow
+    }
+
+    fn refusal(&self, why: &str) -> Rejection {
+        tracing::warn!(decision_id = %self.decision_id, why, "list answer could not be filtered; refusing it");
+        let mut rejection = Rejection::new(
+            Stage::Policy,
+            "list_filter",
+            StatusCode::BAD_GATEWAY,
+            code::UPSTREAM_UNAVAILABLE,
+            format!("the tool server's list answer could not be filtered (decision {})", self.decision_id),
+        )
+        .with_id(Some(self.id.clone()));
+        rejection.decision_id = Some(self.decision_id.clone());
+        rejection
+    }
+
+    /// The SSE event that replaces a list answer that could not be filtered.
+    fn error_event(&self, raw: &[u8], why: &str) -> Bytes {
+        let error = self.refusal(why);
+        let body = error.error_body(Some(&self.id), &error.message, false);
+        replace_data(raw, &body.to_string())
+    }
+}
+
+/// Passes an SSE stream through event by event; the event answering the list request
+/// is filtered, everything before and after it is forwarded untouched as soon as whole.
+struct SseListFilter {
+    inner: Body,
+    splitter: EventSplitter,
+    pending: VecDeque<Bytes>,
+    /// `None` once the list answer went by: the rest of the stream is passed raw.
+    decider: Option<ListDecider>,
+    inner_done: bool,
+}
+
+impl SseListFilter {
+    fn take_events(&mut self) {
+        let Some(decider) = &self.decider else { return };
+        loop {
+            match self.splitter.next_event() {
+                Ok(Some(event)) => {
+                    let replaced = match event_data(&event) {
+                        None => None,
+                        Some(data) => match decider.filter_text(&data) {
+                            Ok(None) => None,
+                            Ok(Some(filtered)) if filtered == data => Some(event.clone()),
+                            Ok(Some(filtered)) => Some(replace_data(&event, &filtered)),
+                            Err(e) => Some(decider.error_event(&event, &e.to_string())),
+                        },
+                    };
+                    let answered = replaced.is_some();
+                    self.pending.push_back(replaced.unwrap_or(event));
+                    if answered {
+                        self.decider = None;
+                        self.pending.push_back(self.splitter.take_remainder());
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    // An event too large to hold: fail closed, end the stream here.
+                    tracing::warn!(error = %e, "SSE list stream refused");
+                    self.decider = None;
+                    self.inner_done = true;
+                    self.splitter.take_remainder();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl http_body::Body for SseListFilter {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(bytes) = this.pending.pop_front() {
+                if bytes.is_empty() {
+                    continue;
+                }
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if this.inner_done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) if this.decider.is_none() => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(data) => {
+                        this.splitter.push(&data);
+                        this.take_events();
+                    }
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => {
+                    this.inner_done = true;
+                    // An unterminated last event is not a whole answer: pass it as sent.
+                    this.pending.push_back(this.splitter.take_remainder());
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
