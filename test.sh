@@ -19,3 +19,6 @@ cargo test --locked
 step "e2e: real MCP SDK clients, server-everything, conformance suite"
 cargo build --locked --bin mcp-pep
 bash tests/e2e/run.sh target/debug/mcp-pep
+
+step "policies: Rego tests and a 1500-input differential against real OPA"
+bash tests/opa/run.sh target/debug/mcp-pep

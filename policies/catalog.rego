@@ -27,3 +27,11 @@ subject := input.mcp.tool if input.mcp.method == "tools/call"
 subject := input.mcp.prompt if input.mcp.method == "prompts/get"
 
 subject := input.mcp.resource if input.mcp.method == "resources/read"
+
+# A value as the denial reasons quote it: a string quoted, anything else by its
+# type. sprintf's %q formats non-strings differently in OPA and regorus, and which
+# non-ASCII characters it escapes depends on the Unicode version of the engine's
+# tables: only printable ASCII is quoted as it is, anything else shows as "?".
+quote(x) := sprintf("%q", [regex.replace(x, `[^\x20-\x7e]`, "?")]) if is_string(x)
+
+else := type_name(x)

@@ -46,11 +46,16 @@ arguments_allowed(entry) if {
 
 arguments_allowed(entry) if {
 	input.phase == "call"
-	url_host(argument(entry.url_argument)) in data.mcp_pep.network_hosts
+	host_allowed(argument(entry.url_argument))
 	not entry.path_argument
 }
 
-argument(name) := object.get(object.get(input.mcp, "arguments", {}), name, "")
+# The call's arguments; a call without any (null) has none of them.
+arguments := input.mcp.arguments if is_object(input.mcp.arguments)
+
+else := {}
+
+argument(name) := object.get(arguments, name, "")
 
 path_allowed(path) if {
 	is_string(path)
@@ -59,27 +64,32 @@ path_allowed(path) if {
 	startswith(path, root)
 }
 
-url_host(url) := host if {
+# Case-insensitive on ASCII only: lower() of the whole URL would map non-ASCII
+# letters onto ASCII in OPA (Go's simple case mapping: U+0130 -> "i").
+url_host(url) := lower(host) if {
 	is_string(url)
-	parts := regex.find_all_string_submatch_n(`^https://([a-z0-9.-]+)(:443)?(/[^@]*)?$`, lower(url), 1)
+	parts := regex.find_all_string_submatch_n(`^[Hh][Tt][Tt][Pp][Ss]://([A-Za-z0-9.-]+)(:443)?(/[^@]*)?$`, url, 1)
 	host := parts[0][1]
 }
+
+host_allowed(url) if url_host(url) in data.mcp_pep.network_hosts
 
 # Why a message is refused; evaluated only for denied messages.
 
 deny contains sprintf("tool_access.category: %s may not use %s tools", [level, category]) if {
 	category := data.mcp.catalog.entry.category
-	not category in data.mcp_pep.levels[level].categories
+	categories := data.mcp_pep.levels[level].categories
+	not category in categories
 }
 
-deny contains sprintf("tool_access.path: %q is not under an allowed root", [path]) if {
+deny contains sprintf("tool_access.path: %s is not under an allowed root", [data.mcp.catalog.quote(path)]) if {
 	input.phase == "call"
 	path := argument(data.mcp.catalog.entry.path_argument)
 	not path_allowed(path)
 }
 
-deny contains sprintf("tool_access.host: %q is not an allowed https host", [url]) if {
+deny contains sprintf("tool_access.host: %s is not an allowed https host", [data.mcp.catalog.quote(url)]) if {
 	input.phase == "call"
 	url := argument(data.mcp.catalog.entry.url_argument)
-	not url_host(url) in data.mcp_pep.network_hosts
+	not host_allowed(url)
 }

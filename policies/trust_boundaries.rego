@@ -39,13 +39,13 @@ deny contains sprintf("trust_boundaries.level: trust level %q is not defined", [
 	not data.mcp_pep.levels[level]
 }
 
-deny contains sprintf("trust_boundaries.method: method %q is not governed by policy", [method]) if {
+deny contains sprintf("trust_boundaries.method: method %s is not governed by policy", [data.mcp.catalog.quote(method)]) if {
 	not data.mcp.catalog.plumbing
 	not data.mcp.catalog.action
 	method := object.get(input, ["mcp", "method"], null)
 }
 
-deny contains sprintf("trust_boundaries.catalog: %s %q is not in the catalog", [input.mcp.method, subject]) if {
+deny contains sprintf("trust_boundaries.catalog: %s %s is not in the catalog", [input.mcp.method, data.mcp.catalog.quote(subject)]) if {
 	data.mcp.catalog.action
 	not data.mcp.catalog.entry
 	subject := data.mcp.catalog.subject

@@ -194,9 +194,12 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
         PolicyCommand::Eval { policies, input, jsonl, iterations } => {
             let set = PolicySet::load(&policies.policy_dir, &policies.entrypoint)?;
             let text = std::fs::read_to_string(&input).with_context(|| format!("reading {}", input.display()))?;
-            let json = |v: &regorus::Value| match v {
-                regorus::Value::Undefined => Ok("null".to_owned()),
-                v => v.to_json_str(),
+            // One compact line per value (`to_json_str` pretty-prints).
+            let json = |v: &regorus::Value| -> anyhow::Result<String> {
+                match v {
+                    regorus::Value::Undefined => Ok("null".to_owned()),
+                    v => Ok(serde_json::to_string(&serde_json::from_str::<serde_json::Value>(&v.to_json_str()?)?)?),
+                }
             };
             if jsonl {
                 for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {

@@ -49,7 +49,7 @@ impl PolicySet {
     /// Loads every `*.rego`, `*.json`, `*.yaml`/`*.yml` file at the top of `dir` and
     /// checks that `entrypoint` evaluates.
     pub fn load(dir: &Path, entrypoint: &str) -> Result<Self, PolicyError> {
-        let (engine, files) = load_engine(dir)?;
+        let (engine, files) = load_engine(dir, Tests::Skip)?;
         Self::from_engine(engine, entrypoint, files)
     }
 
@@ -153,9 +153,27 @@ pub fn new_engine() -> Engine {
     engine
 }
 
+/// Whether `*_test.rego` files are compiled too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tests {
+    /// Serving: tests never take part in decisions, and a broken test file must not
+    /// stop a policy push.
+    Skip,
+    /// `mcp-pep policy test`.
+    Include,
+}
+
+/// `*_test.rego`, as OPA names test files.
+pub fn is_test_file(p: &Path) -> bool {
+    extension(p) == "rego" && p.file_stem().and_then(|s| s.to_str()).is_some_and(|s| s.ends_with("_test"))
+}
+
 /// Compiles every policy and data file of `dir` into one engine.
-pub fn load_engine(dir: &Path) -> Result<(Engine, Vec<PathBuf>), PolicyError> {
-    let files = policy_files(dir)?;
+pub fn load_engine(dir: &Path, tests: Tests) -> Result<(Engine, Vec<PathBuf>), PolicyError> {
+    let mut files = policy_files(dir)?;
+    if tests == Tests::Skip {
+        files.retain(|f| !is_test_file(f));
+    }
     if !files.iter().any(|p| extension(p) == "rego") {
         return Err(PolicyError::NoPolicies(dir.into()));
     }

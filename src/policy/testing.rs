@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::engine::{PolicyError, extension, load_engine};
+use super::engine::{PolicyError, Tests, is_test_file, load_engine};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegoTest {
@@ -41,13 +41,9 @@ pub fn discover(file: &Path, source: &str) -> Vec<RegoTest> {
 
 /// Runs every test of the policy directory.
 pub fn run(dir: &Path) -> Result<Vec<RegoTestResult>, PolicyError> {
-    let (engine, files) = load_engine(dir)?;
+    let (engine, files) = load_engine(dir, Tests::Include)?;
     let mut results = Vec::new();
-    for file in files.iter().filter(|f| extension(f) == "rego") {
-        let is_test = file.file_stem().and_then(|s| s.to_str()).is_some_and(|s| s.ends_with("_test"));
-        if !is_test {
-            continue;
-        }
+    for file in files.iter().filter(|f| is_test_file(f)) {
         let source =
             std::fs::read_to_string(file).map_err(|source| PolicyError::ReadFile { file: file.clone(), source })?;
         for test in discover(file, &source) {
