@@ -5,6 +5,7 @@ use http::Request;
 use mcp_pep::body::{Body, empty};
 use mcp_pep::context::{IdentitySource, McpRequest, PeerIdentity};
 use mcp_pep::identity::parse_spiffe_id;
+use mcp_pep::mcp::list::ListKind;
 use mcp_pep::mcp::{InspectLimits, inspect::inspect};
 use mcp_pep::policy::input::{self, HttpFacts, Phase};
 use serde_json::Value;
@@ -37,19 +38,25 @@ async fn inspected(method: &str, body: &str) -> (McpRequest, http::request::Part
     (parts.extensions.get::<McpRequest>().unwrap().clone(), parts)
 }
 
+fn semi_trusted() -> Option<PeerIdentity> {
+    let id = "spiffe://mcp-identity.local/ns/mcp-agents/sa/semi-trusted-agent";
+    Some(PeerIdentity::Spiffe(parse_spiffe_id(id, IdentitySource::Local).unwrap()))
+}
+
 async fn built(name: &str) -> Value {
     let (method, body, identity) = match name {
         "tools_call" => (
             "POST",
             r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/workspace/README.md"}}}"#,
-            Some(PeerIdentity::Spiffe(
-                parse_spiffe_id(
-                    "spiffe://mcp-identity.local/ns/mcp-agents/sa/semi-trusted-agent",
-                    IdentitySource::Local,
-                )
-                .unwrap(),
-            )),
+            semi_trusted(),
         ),
+        "list_item" => {
+            let (mcp, parts) = inspected("POST", r#"{"jsonrpc":"2.0","id":9,"method":"tools/list"}"#).await;
+            let id = mcp.messages[0].id.clone().unwrap();
+            let item = input::list_item_message(ListKind::Tools.call_method(), &id, "execute_command");
+            let http = HttpFacts { method: parts.method.as_str(), path: parts.uri.path() };
+            return input::build(&item, &mcp, semi_trusted().as_ref(), http, Phase::List);
+        }
         "response" => {
             ("POST", r#"{"jsonrpc":"2.0","id":"srv-1","result":{"action":"accept","content":{"ok":true}}}"#, None)
         }
@@ -65,7 +72,7 @@ async fn built(name: &str) -> Value {
 #[tokio::test]
 async fn documented_examples_are_what_the_code_builds() {
     let blocks = golden_blocks();
-    assert!(blocks.len() >= 4, "the golden examples went missing from docs/policy-input.md");
+    assert!(blocks.len() >= 5, "the golden examples went missing from docs/policy-input.md");
     for (name, documented) in blocks {
         assert_eq!(built(&name).await, documented, "docs/policy-input.md example {name:?} differs from the code");
     }

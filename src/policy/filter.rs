@@ -18,7 +18,7 @@ use tower::{Layer, Service};
 use super::PolicyStore;
 use super::input::{self, HttpFacts, Phase};
 use crate::body::{Body, BodyError, boxed, full};
-use crate::context::{DecisionId, JsonRpcId, McpMessage, McpRequest, MessageKind, PeerIdentity};
+use crate::context::{DecisionId, JsonRpcId, McpRequest, MessageKind, PeerIdentity};
 use crate::error::{Rejection, Stage, code};
 use crate::mcp::list::{ListError, ListKind, filter_message};
 use crate::mcp::sse::{EventSplitter, event_data, replace_data};
@@ -180,14 +180,7 @@ impl ListDecider {
 
     fn allowed(&self, set: &super::PolicySet, name: &str) -> bool {
         let started = Instant::now();
-        let item = McpMessage {
-            kind: MessageKind::Request,
-            method: Some(self.kind.call_method().into()),
-            id: Some(self.id.clone()),
-            target: Some(name.into()),
-            arguments: None,
-            is_error: false,
-        };
+        let item = input::list_item_message(self.kind.call_method(), &self.id, name);
         let http = HttpFacts { method: &self.http_method, path: &self.http_path };
         let doc = input::build(&item, &self.request, self.identity.as_ref(), http, Phase::List);
         let allow = set.evaluate(regorus::Value::from(doc)).is_ok_and(|d| d.allow);

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::context::{McpMessage, McpRequest, PeerIdentity};
+use crate::context::{JsonRpcId, McpMessage, McpRequest, MessageKind, PeerIdentity};
 
 /// Version of the input contract; bumped on any incompatible change.
 pub const INPUT_VERSION: u64 = 1;
@@ -63,6 +63,20 @@ pub fn build(
         },
         "http": { "method": http.method, "path": http.path },
     })
+}
+
+/// The message an item of a list answer is decided as (`phase: "list"`): a request of
+/// the method the item is used with (`tools/call`, `prompts/get`, `resources/read`),
+/// naming the item, without arguments, under the list request's id.
+pub fn list_item_message(call_method: &str, id: &JsonRpcId, name: &str) -> McpMessage {
+    McpMessage {
+        kind: MessageKind::Request,
+        method: Some(call_method.into()),
+        id: Some(id.clone()),
+        target: Some(name.into()),
+        arguments: None,
+        is_error: false,
+    }
 }
 
 fn identity_json(identity: Option<&PeerIdentity>) -> Value {
