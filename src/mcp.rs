@@ -6,5 +6,5 @@ pub mod list;
 pub mod sse;
 pub mod strict_json;
 
-pub use inspect::{InspectLayer, InspectLimits};
+pub use inspect::{InspectLimits, InspectStage};
 pub use jsonrpc::{InspectError, parse_body};

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 
 pub use engine::{PolicyError, PolicySet};
-pub use filter::ListFilterLayer;
-pub use layer::{PolicyLayer, PolicyOptions};
+pub use filter::ListFilterStage;
+pub use layer::{PolicyOptions, PolicyStage};
 
 /// The current policy set, shared by every request and the reloader.
 #[derive(Default)]

@@ -2,18 +2,17 @@
 //! the typed [`McpRequest`] on as a request extension with the original bytes as body.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures_util::future::BoxFuture;
-use http::{HeaderMap, Method, Request, Response, header};
+use http::{HeaderMap, Method, Request, header};
 use http_body_util::{BodyExt, Limited};
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::jsonrpc::{InspectError, PostHeaders, parse_body};
 use crate::body::{Body, full};
 use crate::context::{McpMessage, McpRequest, MessageKind, MethodLabel};
 use crate::error::Rejection;
 use crate::metrics::Metrics;
+use crate::stage::{Next, PipelineStage, StageFuture};
 
 /// Defaults follow the issue: 1 MiB body, 64 levels of nesting.
 #[derive(Debug, Clone, Copy)]
@@ -28,52 +27,25 @@ impl Default for InspectLimits {
     }
 }
 
+/// The inspection stage.
 #[derive(Clone)]
-pub struct InspectLayer {
+pub struct InspectStage {
     limits: InspectLimits,
 }
 
-impl InspectLayer {
+impl InspectStage {
     pub fn new(limits: InspectLimits) -> Self {
-        InspectLayer { limits }
+        InspectStage { limits }
     }
 }
 
-impl<S> Layer<S> for InspectLayer {
-    type Service = Inspect<S>;
-    fn layer(&self, inner: S) -> Inspect<S> {
-        Inspect { inner, limits: self.limits }
-    }
-}
-
-#[derive(Clone)]
-pub struct Inspect<S> {
-    inner: S,
-    limits: InspectLimits,
-}
-
-impl<S> Service<Request<Body>> for Inspect<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Rejection> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Response<Body>;
-    type Error = Rejection;
-    type Future = BoxFuture<'static, Result<Response<Body>, Rejection>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Rejection>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        // The clone is the one that was made ready; keep it and leave a fresh one behind.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl PipelineStage for InspectStage {
+    fn call(&self, req: Request<Body>, mut next: Next) -> StageFuture {
         let limits = self.limits;
         Box::pin(async move {
             let req = inspect(req, limits).await.map_err(Rejection::from)?;
             let label = req.extensions().get::<McpRequest>().map_or("none", method_label);
-            match inner.call(req).await {
+            match next.call(req).await {
                 Ok(mut resp) => {
                     resp.extensions_mut().insert(MethodLabel(label));
                     Ok(resp)

@@ -78,46 +78,82 @@ struct Envelope<'a> {
     result: Option<&'a RawValue>,
 }
 
-/// The filtered message, or `None` when it is not the answer to `id` (another message on
-/// the same stream, or an error answer): those pass unchanged. `Some(same text)` when every
-/// item stays.
+/// A list request whose answer is to be filtered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListTarget {
+    pub id: JsonRpcId,
+    pub kind: ListKind,
+}
+
+/// Filters a payload: one JSON-RPC message, or a batch answer (an array of messages,
+/// 2025-03-26). `None` when it answers none of `targets` (another message on the same
+/// stream, or an error answer): those pass unchanged. `Some(same text)` when every item
+/// stays.
+pub fn filter_payload(
+    text: &str,
+    targets: &[ListTarget],
+    mut keep: impl FnMut(&ListTarget, &str) -> bool,
+) -> Result<Option<String>, ListError> {
+    // Strictness first: what we splice must be what every reader sees. Data that is not
+    // JSON at all (an SSE priming event's empty data) is nobody's answer and passes.
+    match strict_json::parse(text.as_bytes(), 128) {
+        Err(StrictJsonError::Syntax(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    if !text.trim_start().starts_with('[') {
+        return filter_one(text, targets, &mut keep);
+    }
+    let elements: Vec<&RawValue> = serde_json::from_str(text).map_err(|_| ListError::NoItems("batch"))?;
+    let mut out: Option<String> = None;
+    // Splice from the last element back, so earlier offsets stay valid.
+    for element in elements.iter().rev() {
+        let Some(filtered) = filter_one(element.get(), targets, &mut keep)? else { continue };
+        let buf = out.get_or_insert_with(|| text.to_owned());
+        let start = offset_in(text, element.get());
+        buf.replace_range(start..start + element.get().len(), &filtered);
+    }
+    Ok(out)
+}
+
+/// [`filter_payload`] for one list request.
 pub fn filter_message(
     message: &str,
     id: &JsonRpcId,
     kind: ListKind,
     mut keep: impl FnMut(&str) -> bool,
 ) -> Result<Option<String>, ListError> {
-    // Strictness first: what we splice must be what every reader sees. Data that is not
-    // JSON at all (an SSE priming event's empty data) is nobody's answer and passes.
-    match strict_json::parse(message.as_bytes(), 128) {
-        Err(StrictJsonError::Syntax(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-        Ok(_) => {}
-    }
+    filter_payload(message, &[ListTarget { id: id.clone(), kind }], |_, name| keep(name))
+}
+
+/// Where `part`, a slice of `whole`, starts in it.
+fn offset_in(whole: &str, part: &str) -> usize {
+    part.as_ptr() as usize - whole.as_ptr() as usize
+}
+
+fn filter_one(
+    message: &str,
+    targets: &[ListTarget],
+    keep: &mut impl FnMut(&ListTarget, &str) -> bool,
+) -> Result<Option<String>, ListError> {
     let Ok(envelope) = serde_json::from_str::<Envelope<'_>>(message) else { return Ok(None) };
     let (Some(raw_id), Some(result)) = (envelope.id, envelope.result) else { return Ok(None) };
-    if !same_id(raw_id.get(), id) {
-        return Ok(None);
-    }
+    let Some(target) = targets.iter().find(|t| same_id(raw_id.get(), &t.id)) else { return Ok(None) };
+    let key = target.kind.items_key();
     let members: Vec<(Cow<'_, str>, &RawValue)> =
-        serde_json::from_str::<ResultMembers<'_>>(result.get()).map_err(|_| ListError::NoItems(kind.items_key()))?.0;
-    let items_raw = members
-        .iter()
-        .find(|(k, _)| k == kind.items_key())
-        .map(|(_, v)| *v)
-        .ok_or(ListError::NoItems(kind.items_key()))?;
-    let items: Vec<&RawValue> =
-        serde_json::from_str(items_raw.get()).map_err(|_| ListError::NoItems(kind.items_key()))?;
+        serde_json::from_str::<ResultMembers<'_>>(result.get()).map_err(|_| ListError::NoItems(key))?.0;
+    let items_raw = members.iter().find(|(k, _)| k == key).map(|(_, v)| *v).ok_or(ListError::NoItems(key))?;
+    let items: Vec<&RawValue> = serde_json::from_str(items_raw.get()).map_err(|_| ListError::NoItems(key))?;
     let kept: Vec<&str> = items
         .iter()
         .map(|item| item.get())
-        .filter(|item| item_name(item, kind).is_some_and(|name| keep(&name)))
+        .filter(|item| item_name(item, target.kind).is_some_and(|name| keep(target, &name)))
         .collect();
     if kept.len() == items.len() {
         return Ok(Some(message.to_owned()));
     }
-    // Both slices borrow from `message`: the offset is where the array starts in it.
-    let start = items_raw.get().as_ptr() as usize - message.as_ptr() as usize;
+    // The items array borrows from `message`: splice the kept items in its place.
+    let start = offset_in(message, items_raw.get());
     let end = start + items_raw.get().len();
     let mut out = String::with_capacity(message.len());
     out.push_str(&message[..start]);
@@ -203,6 +239,22 @@ mod tests {
         // A string id "3" is not the number 3.
         let string_id = r#"{"jsonrpc":"2.0","id":"3","result":{"tools":[{"name":"secret"}]}}"#;
         assert_eq!(filter_message(string_id, &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
+    }
+
+    #[test]
+    fn batch_answers_are_filtered_element_by_element() {
+        let batch = r#"[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"},{"name":"x"}]}}, {"jsonrpc":"2.0","id":2,"result":{}},{"jsonrpc":"2.0","id":3,"result":{"prompts":[{"name":"y"},{"name":"b"}]}}]"#;
+        let targets = [
+            ListTarget { id: JsonRpcId::Number(1), kind: ListKind::Tools },
+            ListTarget { id: JsonRpcId::Number(3), kind: ListKind::Prompts },
+        ];
+        let out = filter_payload(batch, &targets, |_, name| keep_ab(name)).unwrap().unwrap();
+        assert_eq!(
+            out,
+            r#"[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"}]}}, {"jsonrpc":"2.0","id":2,"result":{}},{"jsonrpc":"2.0","id":3,"result":{"prompts":[{"name":"b"}]}}]"#
+        );
+        let unrelated = r#"[{"jsonrpc":"2.0","id":9,"result":{"tools":[{"name":"x"}]}}]"#;
+        assert_eq!(filter_payload(unrelated, &targets, |_, name| keep_ab(name)).unwrap(), None);
     }
 
     #[test]

@@ -94,6 +94,8 @@ fn data_value(line: &[u8]) -> Option<&[u8]> {
 }
 
 /// The event's data: its data lines joined with `\n`; `None` without a data line.
+/// Invalid UTF-8 reads as U+FFFD, as browsers' and the SDKs' SSE decoders read it: what
+/// we decide on must be what the client will read.
 pub fn event_data(raw: &[u8]) -> Option<String> {
     let mut data: Option<Vec<u8>> = None;
     for (line, _) in lines(raw) {
@@ -107,7 +109,7 @@ pub fn event_data(raw: &[u8]) -> Option<String> {
             }
         }
     }
-    data.and_then(|d| String::from_utf8(d).ok())
+    data.map(|d| String::from_utf8_lossy(&d).into_owned())
 }
 
 /// The same event with its data replaced: `id:`, `event:`, `retry:` and comments stay

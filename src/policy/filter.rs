@@ -9,68 +9,42 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
 use http::{Request, Response, StatusCode, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, Limited};
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::PolicyStore;
 use super::input::{self, HttpFacts, Phase};
 use crate::body::{Body, BodyError, boxed, full};
 use crate::context::{DecisionId, JsonRpcId, McpRequest, MessageKind, PeerIdentity};
 use crate::error::{Rejection, Stage, code};
-use crate::mcp::list::{ListError, ListKind, filter_message};
+use crate::mcp::list::{ListError, ListKind, ListTarget, filter_payload};
 use crate::mcp::sse::{EventSplitter, event_data, replace_data};
 use crate::metrics::Metrics;
+use crate::stage::{Next, PipelineStage, StageFuture};
 
 /// A list answer larger than this is refused rather than held in memory.
 const MAX_LIST_BYTES: usize = 16 * 1024 * 1024;
 
+/// The list filtering stage.
 #[derive(Clone)]
-pub struct ListFilterLayer {
+pub struct ListFilterStage {
     store: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
 }
 
-impl ListFilterLayer {
+impl ListFilterStage {
     pub fn new(store: Arc<PolicyStore>, metrics: Arc<Metrics>) -> Self {
-        ListFilterLayer { store, metrics }
+        ListFilterStage { store, metrics }
     }
 }
 
-impl<S> Layer<S> for ListFilterLayer {
-    type Service = ListFilter<S>;
-    fn layer(&self, inner: S) -> ListFilter<S> {
-        ListFilter { inner, layer: self.clone() }
-    }
-}
-
-#[derive(Clone)]
-pub struct ListFilter<S> {
-    inner: S,
-    layer: ListFilterLayer,
-}
-
-impl<S> Service<Request<Body>> for ListFilter<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Rejection> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Response<Body>;
-    type Error = Rejection;
-    type Future = BoxFuture<'static, Result<Response<Body>, Rejection>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Rejection>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let decider = ListDecider::for_request(&req, &self.layer);
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl PipelineStage for ListFilterStage {
+    fn call(&self, req: Request<Body>, mut next: Next) -> StageFuture {
+        let decider = ListDecider::for_request(&req, self);
         Box::pin(async move {
-            let resp = inner.call(req).await?;
+            let resp = next.call(req).await?;
             match decider {
                 Some(decider) => decider.filter_response(resp).await,
                 None => Ok(resp),
@@ -79,11 +53,12 @@ where
     }
 }
 
-/// Decides the items of one list answer, against the policy set current when the list
-/// was requested.
+/// Decides the items of list answers, against the policy set current when each answer
+/// arrives (one set per answer).
 struct ListDecider {
-    kind: ListKind,
-    id: JsonRpcId,
+    /// The list requests of the message: one, or several in a 2025-03-26 batch.
+    targets: Vec<ListTarget>,
+    batch: bool,
     request: McpRequest,
     identity: Option<PeerIdentity>,
     http_method: String,
@@ -94,14 +69,20 @@ struct ListDecider {
 }
 
 impl ListDecider {
-    fn for_request(req: &Request<Body>, layer: &ListFilterLayer) -> Option<Self> {
+    fn for_request(req: &Request<Body>, layer: &ListFilterStage) -> Option<Self> {
         let mcp = req.extensions().get::<McpRequest>()?;
-        let [message] = mcp.messages.as_slice() else { return None };
-        let kind = ListKind::of(message.method.as_deref()?)?;
-        let id = message.id.clone().filter(|_| message.kind == MessageKind::Request)?;
+        let targets: Vec<ListTarget> = mcp
+            .messages
+            .iter()
+            .filter(|m| m.kind == MessageKind::Request)
+            .filter_map(|m| Some(ListTarget { id: m.id.clone()?, kind: ListKind::of(m.method.as_deref()?)? }))
+            .collect();
+        if targets.is_empty() {
+            return None;
+        }
         Some(ListDecider {
-            kind,
-            id,
+            targets,
+            batch: mcp.batch,
             request: McpRequest { body: Bytes::new(), ..mcp.clone() },
             identity: req.extensions().get::<PeerIdentity>().cloned(),
             http_method: req.method().to_string(),
@@ -158,9 +139,9 @@ impl ListDecider {
         // One set for the whole list: a reload mid-list must not mix two policies.
         let set = self.store.current();
         let (mut kept, mut total) = (0usize, 0usize);
-        let out = filter_message(text, &self.id, self.kind, |name| {
+        let out = filter_payload(text, &self.targets, |target, name| {
             total += 1;
-            let allow = set.as_ref().is_some_and(|set| self.allowed(set, name));
+            let allow = set.as_ref().is_some_and(|set| self.allowed(set, target, name));
             kept += usize::from(allow);
             allow
         })?;
@@ -168,7 +149,6 @@ impl ListDecider {
             tracing::info!(
                 target: "mcp_pep::decision",
                 decision_id = %self.decision_id,
-                method = self.kind.call_method(),
                 phase = "list",
                 items = total,
                 kept,
@@ -178,9 +158,10 @@ impl ListDecider {
         Ok(out)
     }
 
-    fn allowed(&self, set: &super::PolicySet, name: &str) -> bool {
+    fn allowed(&self, set: &super::PolicySet, target: &ListTarget, name: &str) -> bool {
         let started = Instant::now();
-        let item = input::list_item_message(self.kind.call_method(), &self.id, name);
+        let method = target.kind.call_method();
+        let item = input::list_item_message(method, &target.id, name);
         let http = HttpFacts { method: &self.http_method, path: &self.http_path };
         let doc = input::build(&item, &self.request, self.identity.as_ref(), http, Phase::List);
         let allow = set.evaluate(regorus::Value::from(doc)).is_ok_and(|d| d.allow);
@@ -188,7 +169,6 @@ impl ListDecider {
             .policy_eval_duration
             .with_label_values(&[Phase::List.as_str()])
             .observe(started.elapsed().as_secs_f64());
-        let method = self.kind.call_method();
         self.metrics.list_items.with_label_values(&[method, if allow { "allow" } else { "deny" }]).inc();
         allow
     }
@@ -202,15 +182,23 @@ impl ListDecider {
             code::UPSTREAM_UNAVAILABLE,
             format!("the tool server's list answer could not be filtered (decision {})", self.decision_id),
         )
-        .with_id(Some(self.id.clone()));
+        .with_id(self.answer_id());
         rejection.decision_id = Some(self.decision_id.clone());
         rejection
+    }
+
+    /// The id an error answers: the list request's; a batch's refusal answers none.
+    fn answer_id(&self) -> Option<JsonRpcId> {
+        match self.targets.as_slice() {
+            [one] if !self.batch => Some(one.id.clone()),
+            _ => None,
+        }
     }
 
     /// The SSE event that replaces a list answer that could not be filtered.
     fn error_event(&self, raw: &[u8], why: &str) -> Bytes {
         let error = self.refusal(why);
-        let body = error.error_body(Some(&self.id), &error.message, false);
+        let body = error.error_body(self.answer_id().as_ref(), &error.message, false);
         replace_data(raw, &body.to_string())
     }
 }
@@ -241,7 +229,9 @@ impl SseListFilter {
                             Err(e) => Some(decider.error_event(&event, &e.to_string())),
                         },
                     };
-                    let answered = replaced.is_some();
+                    // A single list answer ends the filtering; a batch's answers may
+                    // come in several events, so its whole stream is read.
+                    let answered = replaced.is_some() && !decider.batch;
                     self.pending.push_back(replaced.unwrap_or(event));
                     if answered {
                         self.decider = None;

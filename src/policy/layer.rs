@@ -1,13 +1,11 @@
-//! The policy layer: decides every message of an inspected request; forwards only
+//! The policy stage: decides every message of an inspected request; forwards only
 //! when every one is allowed.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures_util::future::BoxFuture;
-use http::{Request, Response, StatusCode};
-use tower::{Layer, Service};
+use http::{Request, StatusCode};
+use tower::Service;
 
 use super::input::{self, HttpFacts, Phase};
 use super::{PolicySet, PolicyStore};
@@ -15,6 +13,7 @@ use crate::body::Body;
 use crate::context::{Decision, DecisionId, McpMessage, McpRequest, MessageKind, PeerIdentity};
 use crate::error::{Rejection, Stage, code};
 use crate::metrics::Metrics;
+use crate::stage::{Next, PipelineStage, StageFuture};
 
 #[derive(Debug, Clone, Copy)]
 pub struct PolicyOptions {
@@ -32,56 +31,29 @@ impl Default for PolicyOptions {
 }
 
 #[derive(Clone)]
-pub struct PolicyLayer {
+pub struct PolicyStage {
     store: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
     options: PolicyOptions,
 }
 
-impl PolicyLayer {
+impl PolicyStage {
     pub fn new(store: Arc<PolicyStore>, metrics: Arc<Metrics>, options: PolicyOptions) -> Self {
-        PolicyLayer { store, metrics, options }
+        PolicyStage { store, metrics, options }
     }
 }
 
-impl<S> Layer<S> for PolicyLayer {
-    type Service = PolicyService<S>;
-    fn layer(&self, inner: S) -> PolicyService<S> {
-        PolicyService { inner, layer: self.clone() }
-    }
-}
-
-#[derive(Clone)]
-pub struct PolicyService<S> {
-    inner: S,
-    layer: PolicyLayer,
-}
-
-impl<S> Service<Request<Body>> for PolicyService<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Rejection> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Response<Body>;
-    type Error = Rejection;
-    type Future = BoxFuture<'static, Result<Response<Body>, Rejection>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Rejection>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let decided = self.layer.decide(&req);
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl PipelineStage for PolicyStage {
+    fn call(&self, req: Request<Body>, mut next: Next) -> StageFuture {
+        let decided = self.decide(&req);
         Box::pin(async move {
             decided?;
-            inner.call(req).await
+            next.call(req).await
         })
     }
 }
 
-impl PolicyLayer {
+impl PolicyStage {
     /// Decides every message of `req`; `Err` is the answer to send instead of forwarding.
     fn decide(&self, req: &Request<Body>) -> Result<(), Rejection> {
         let decision_id = req.extensions().get::<DecisionId>().cloned().unwrap_or_default();

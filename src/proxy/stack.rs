@@ -12,9 +12,10 @@ use super::upstream::{Upstream, UpstreamTimeouts};
 use crate::body::Body;
 use crate::context::SpiffeIdentity;
 use crate::identity::IdentityLayer;
-use crate::mcp::{InspectLayer, InspectLimits};
+use crate::mcp::{InspectLimits, InspectStage};
 use crate::metrics::Metrics;
-use crate::policy::{ListFilterLayer, PolicyLayer, PolicyOptions, PolicyStore};
+use crate::policy::{ListFilterStage, PolicyOptions, PolicyStage, PolicyStore};
+use crate::stage::StageLayer;
 
 /// Everything the stack needs, already validated.
 #[derive(Clone)]
@@ -46,11 +47,11 @@ pub fn build_stack(config: &StackConfig, store: Arc<PolicyStore>, metrics: Arc<M
         // Who is calling, before anything about what they ask is read.
         .layer(IdentityLayer::new(config.local_identity.clone()))
         // Bounded read, strict JSON-RPC, typed McpRequest; original bytes kept.
-        .layer(InspectLayer::new(config.limits))
+        .layer(StageLayer(InspectStage::new(config.limits)))
         // Every message decided; any error or undefined denies.
-        .layer(PolicyLayer::new(store.clone(), metrics.clone(), config.policy))
+        .layer(StageLayer(PolicyStage::new(store.clone(), metrics.clone(), config.policy)))
         // List results show only what the caller may use (JSON and SSE).
-        .layer(ListFilterLayer::new(store, metrics))
+        .layer(StageLayer(ListFilterStage::new(store, metrics)))
         .service(upstream);
     BoxCloneSyncService::new(service)
 }
