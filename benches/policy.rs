@@ -24,6 +24,10 @@ use mcp_pep::mcp::list::{ListKind, filter_message};
 use mcp_pep::policy::PolicySet;
 use mcp_pep::policy::input::{self, HttpFacts, Phase};
 
+// Measured with the allocator the binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TOOLS_CALL: &str = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/workspace/src/main.rs"}}}"#;
 const HTTP: HttpFacts<'static> = HttpFacts { method: "POST", path: "/mcp" };
 

@@ -629,6 +629,18 @@ async fn json_answer_without_the_items_array_is_refused() {
 }
 
 #[tokio::test]
+async fn json_answer_that_is_not_utf8_is_refused() {
+    let mut answer = br#"{"jsonrpc":"2.0","id":33,"result":{"tools":[{"name":"alpha","description":"caf"#.to_vec();
+    answer.push(0xE9);
+    answer.extend_from_slice(br#""},{"name":"secret_x"}]}}"#);
+    let upstream = json_upstream(answer).await;
+    let proxy = start(&upstream, LIST_POLICY).await;
+    let reply = proxy.post(list_request(json!(33), "tools/list"), &[]).await;
+    assert_refused(&reply, json!(33));
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn sse_answer_with_duplicate_items_keys_becomes_an_error_event() {
     let dup = r#"{"jsonrpc":"2.0","id":41,"result":{"tools":[{"name":"alpha"}],"tools":[{"name":"secret_x"}]}}"#;
     let stream = [PRIMING, NOTIFICATION, &answer_event(dup), AFTER].concat();
@@ -704,42 +716,49 @@ async fn list_request_without_a_policy_is_denied_before_the_upstream() {
 
 #[tokio::test]
 async fn list_items_metric_counts_decided_items() {
-    let upstream = json_upstream(FOUR_TOOLS).await;
+    // Three tools denied, one allowed; listed twice.
+    let upstream = json_upstream(
+        r#"{"jsonrpc":"2.0","id":12,"result":{"tools":[{"name":"secret_a"},{"name":"alpha"},{"name":"secret_b"},{"name":"secret_c"}]}}"#,
+    )
+    .await;
     let proxy = start(&upstream, LIST_POLICY).await;
-    let reply = proxy.post(list_request(json!(11), "tools/list"), &[]).await;
-    assert_eq!(reply.text(), FOUR_TOOLS_FILTERED);
-    let reply = proxy.post(list_request(json!(11), "tools/list"), &[]).await;
-    assert_eq!(reply.text(), FOUR_TOOLS_FILTERED);
-
+    for _ in 0..2 {
+        let reply = proxy.post(list_request(json!(12), "tools/list"), &[]).await;
+        assert_eq!(reply.text(), r#"{"jsonrpc":"2.0","id":12,"result":{"tools":[{"name":"alpha"}]}}"#);
+    }
     let metrics = proxy.metrics().await;
     let items = |method, decision| {
         metric(&metrics, "mcp_pep_list_items_total", &[("method", method), ("decision", decision)]).unwrap_or(0.0)
     };
-    assert_eq!(items("tools/call", "deny"), 4.0, "{metrics}");
-    assert_eq!(items("tools/call", "allow"), 4.0, "{metrics}");
-    assert_eq!(items("prompts/get", "deny"), 0.0, "{metrics}");
+    assert_eq!(items("tools/call", "deny"), 6.0, "{metrics}");
+    assert_eq!(items("tools/call", "allow"), 2.0, "{metrics}");
+    assert_eq!(items("prompts/get", "deny") + items("resources/read", "deny"), 0.0, "{metrics}");
     proxy.stop().await;
 
-    let upstream =
-        json_upstream(r#"{"jsonrpc":"2.0","id":2,"result":{"prompts":[{"name":"secret_p"},{"name":"p"}]}}"#).await;
+    // One prompt denied, two allowed: counted under the method a prompt is used with.
+    let upstream = json_upstream(
+        r#"{"jsonrpc":"2.0","id":2,"result":{"prompts":[{"name":"p"},{"name":"secret_p"},{"name":"q"}]}}"#,
+    )
+    .await;
     let proxy = start(&upstream, LIST_POLICY).await;
-    proxy.post(list_request(json!(2), "prompts/list"), &[]).await;
+    let reply = proxy.post(list_request(json!(2), "prompts/list"), &[]).await;
+    assert_eq!(reply.text(), r#"{"jsonrpc":"2.0","id":2,"result":{"prompts":[{"name":"p"},{"name":"q"}]}}"#);
     let metrics = proxy.metrics().await;
     let items = |method, decision| {
         metric(&metrics, "mcp_pep_list_items_total", &[("method", method), ("decision", decision)]).unwrap_or(0.0)
     };
     assert_eq!(items("prompts/get", "deny"), 1.0, "{metrics}");
-    assert_eq!(items("prompts/get", "allow"), 1.0, "{metrics}");
-    assert_eq!(items("tools/call", "deny"), 0.0, "{metrics}");
+    assert_eq!(items("prompts/get", "allow"), 2.0, "{metrics}");
+    assert_eq!(items("tools/call", "deny") + items("tools/call", "allow"), 0.0, "{metrics}");
     proxy.stop().await;
 }
 
 // ---------------------------------------------------------------------------------
-// Fail-open holes: a denied item must never reach the caller
+// Answers of other shapes: a denied item must never reach the caller
 // ---------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn batched_list_request_does_not_reveal_denied_items() {
+async fn list_request_in_a_batch_of_one_does_not_reveal_denied_items() {
     // Batches are allowed before 2025-06-18; the answer to a batch is an array.
     let upstream =
         json_upstream(r#"[{"jsonrpc":"2.0","id":61,"result":{"tools":[{"name":"alpha"},{"name":"secret_x"}]}}]"#).await;
@@ -754,7 +773,10 @@ async fn batched_list_request_does_not_reveal_denied_items() {
         reply.text()
     );
     proxy.stop().await;
+}
 
+#[tokio::test]
+async fn list_request_in_a_batch_of_two_does_not_reveal_denied_items() {
     let upstream = json_upstream(
         r#"[{"jsonrpc":"2.0","id":62,"result":{"tools":[{"name":"alpha"},{"name":"secret_x"}]}},{"jsonrpc":"2.0","id":63,"result":{}}]"#,
     )

@@ -94,13 +94,14 @@ pub fn filter_payload(
     targets: &[ListTarget],
     mut keep: impl FnMut(&ListTarget, &str) -> bool,
 ) -> Result<Option<String>, ListError> {
-    // Strictness first: what we splice must be what every reader sees. Data that is not
-    // JSON at all (an SSE priming event's empty data) is nobody's answer and passes.
-    match strict_json::parse(text.as_bytes(), 128) {
-        Err(StrictJsonError::Syntax(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-        Ok(_) => {}
+    // An SSE priming event's empty data is nobody's answer.
+    if text.trim().is_empty() {
+        return Ok(None);
     }
+    // Strictness first: what we splice must be what every reader sees. Anything else that
+    // is not strict JSON is refused: lenient readers (`NaN`, duplicate keys) could read a
+    // list in it that we did not filter.
+    strict_json::parse(text.as_bytes(), 128)?;
     if !text.trim_start().starts_with('[') {
         return filter_one(text, targets, &mut keep);
     }
@@ -234,6 +235,7 @@ mod tests {
         let error = r#"{"jsonrpc":"2.0","id":3,"error":{"code":-1,"message":"m"}}"#;
         assert_eq!(filter_message(error, &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
         assert_eq!(filter_message("", &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
+        assert_eq!(filter_message(" \n", &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
         let notification = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#;
         assert_eq!(filter_message(notification, &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
         // A string id "3" is not the number 3.
@@ -281,6 +283,12 @@ mod tests {
         ));
         let dup_name = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","name":"secret"}]}}"#;
         assert!(filter_message(dup_name, &JsonRpcId::Number(1), ListKind::Tools, keep_ab).is_err());
+        // Python's json reads NaN: a list hidden in lenient JSON is refused, not passed.
+        let lenient = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"secret","x":NaN}]}}"#;
+        assert!(matches!(
+            filter_message(lenient, &JsonRpcId::Number(1), ListKind::Tools, keep_ab),
+            Err(ListError::Json(StrictJsonError::Syntax(_)))
+        ));
         let no_items = r#"{"jsonrpc":"2.0","id":1,"result":{"tool":[]}}"#;
         assert_eq!(
             filter_message(no_items, &JsonRpcId::Number(1), ListKind::Tools, keep_ab),
