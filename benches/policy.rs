@@ -22,7 +22,7 @@ use mcp_pep::identity::parse_spiffe_id;
 use mcp_pep::mcp::jsonrpc::{PostHeaders, parse_body};
 use mcp_pep::mcp::list::{ListKind, filter_message};
 use mcp_pep::policy::PolicySet;
-use mcp_pep::policy::input::{self, HttpFacts, Phase};
+use mcp_pep::policy::input::{self, Caller, HttpFacts, Phase};
 
 // Measured with the allocator the binary uses.
 #[global_allocator]
@@ -47,8 +47,12 @@ impl Fixture {
     }
 
     fn input(&self) -> regorus::Value {
-        let doc = input::build(&self.request.messages[0], &self.request, Some(&self.identity), HTTP, Phase::Call);
+        let doc = input::build(&self.request.messages[0], &self.request, self.caller(), HTTP, Phase::Call);
         regorus::Value::from(doc)
+    }
+
+    fn caller(&self) -> Caller<'_> {
+        Caller { identity: Some(&self.identity), token: None }
     }
 
     fn decide(&self) -> bool {
@@ -99,7 +103,7 @@ fn policy(c: &mut Criterion) {
         let mut message = fixture.request.messages[0].clone();
         message.target = Some(name.into());
         message.arguments = None;
-        regorus::Value::from(input::build(&message, &fixture.request, Some(&fixture.identity), HTTP, Phase::List))
+        regorus::Value::from(input::build(&message, &fixture.request, fixture.caller(), HTTP, Phase::List))
     };
     let kept = filter_message(&list, &id, ListKind::Tools, |name| {
         fixture.set.evaluate(item_input(name)).is_ok_and(|d| d.allow)

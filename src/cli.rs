@@ -87,6 +87,16 @@ struct RunArgs {
     /// Address of /metrics, /healthz, /readyz; empty to disable.
     #[arg(long, env = "MCP_PEP_ADMIN_LISTEN")]
     admin_listen: Option<String>,
+    /// A trusted token issuer (OIDC discovery from this URL); repeatable. Turns on the
+    /// credentials check.
+    #[arg(long = "issuer", env = "MCP_PEP_ISSUER", value_delimiter = ',')]
+    issuers: Vec<String>,
+    /// An accepted token audience; repeatable (default: the public URL).
+    #[arg(long = "audience", env = "MCP_PEP_AUDIENCE", value_delimiter = ',')]
+    audiences: Vec<String>,
+    /// The URL clients use for the MCP endpoint (DPoP `htu`, resource metadata).
+    #[arg(long, env = "MCP_PEP_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 impl RunArgs {
@@ -97,6 +107,9 @@ impl RunArgs {
             upstream: self.upstream.clone(),
             policy_dir: self.policy_dir.clone(),
             admin_listen: self.admin_listen.clone(),
+            issuers: self.issuers.clone(),
+            audiences: self.audiences.clone(),
+            public_url: self.public_url.clone(),
         });
         let origin = self.config.as_ref().map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
         Ok(config.validate(&origin)?)

@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::{StatusCode, Uri};
 use serde::Deserialize;
 
+use crate::auth::config::{AuthConfig, IssuerConfig};
 use crate::context::IdentitySource;
 use crate::identity::parse_spiffe_id;
 use crate::listener::ListenerOptions;
@@ -30,6 +31,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub limits: LimitsConfig,
     pub identity: IdentityConfig,
+    pub auth: AuthConfig,
     pub log: LogConfig,
 }
 
@@ -91,6 +93,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             limits: LimitsConfig::default(),
             identity: IdentityConfig::default(),
+            auth: AuthConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -154,6 +157,11 @@ pub struct Overrides {
     pub upstream: Option<String>,
     pub policy_dir: Option<PathBuf>,
     pub admin_listen: Option<String>,
+    /// `--issuer URL`: issuers found by OIDC discovery, added to the file's.
+    pub issuers: Vec<String>,
+    /// `--audience AUD`: replace the file's audiences.
+    pub audiences: Vec<String>,
+    pub public_url: Option<String>,
 }
 
 /// A configuration that has been checked and can be run.
@@ -199,6 +207,15 @@ impl Config {
         }
         if let Some(v) = overrides.admin_listen {
             self.admin_listen = v;
+        }
+        for issuer in overrides.issuers {
+            self.auth.issuers.push(IssuerConfig { issuer, jwks_uri: None, jwks_file: None });
+        }
+        if !overrides.audiences.is_empty() {
+            self.auth.audiences = overrides.audiences;
+        }
+        if let Some(v) = overrides.public_url {
+            self.auth.public_url = Some(v);
         }
     }
 
@@ -273,6 +290,12 @@ impl Config {
         if self.limits.max_connections == 0 {
             return Err(invalid("limits.max_connections", "must be greater than 0".into()));
         }
+        let auth = if self.auth.enabled() {
+            let settings = self.auth.validate().map_err(|e| invalid(e.key, e.problem))?;
+            Some(std::sync::Arc::new(settings))
+        } else {
+            None
+        };
         let local_identity = match &self.identity.local_spiffe_id {
             None => None,
             Some(id) => Some(
@@ -321,6 +344,8 @@ impl Config {
                     pool_idle: ms(self.upstream.pool_idle_timeout_ms),
                 },
                 pool_max_idle_per_host: self.upstream.pool_max_idle_per_host,
+                auth,
+                listen,
             },
             log: self.log.clone(),
         })

@@ -170,3 +170,59 @@ impl Decision {
 /// The bounded MCP method label of a request, for metrics; set by inspection.
 #[derive(Debug, Clone, Copy)]
 pub struct MethodLabel(pub &'static str);
+
+/// An access token whose signature, issuer, audience, lifetime and type were verified.
+/// Built only by the credentials stage (`auth::token`); read by policy and logging.
+#[derive(Clone)]
+pub struct VerifiedToken {
+    pub(crate) issuer: Arc<str>,
+    pub(crate) subject: Option<Arc<str>>,
+    /// `azp` (Keycloak) or `client_id` (RFC 9068).
+    pub(crate) client_id: Option<Arc<str>>,
+    pub(crate) scopes: Vec<String>,
+    /// Keycloak `realm_access.roles` and every `resource_access.*.roles`.
+    pub(crate) roles: Vec<String>,
+    /// `cnf.jkt`: the thumbprint of the key the token is bound to (DPoP).
+    pub(crate) dpop_jkt: Option<Arc<str>>,
+    pub(crate) expires_at: u64,
+    pub(crate) claims: Arc<serde_json::Value>,
+}
+
+impl VerifiedToken {
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+    pub fn roles(&self) -> &[String] {
+        &self.roles
+    }
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.dpop_jkt.as_deref()
+    }
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+    pub fn claims(&self) -> &serde_json::Value {
+        &self.claims
+    }
+}
+
+/// Never prints the claims: they may carry personal data.
+impl fmt::Debug for VerifiedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedToken")
+            .field("issuer", &self.issuer)
+            .field("subject", &self.subject)
+            .field("client_id", &self.client_id)
+            .field("dpop_bound", &self.dpop_jkt.is_some())
+            .finish_non_exhaustive()
+    }
+}

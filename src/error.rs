@@ -25,6 +25,8 @@ pub mod code {
     pub const UPSTREAM_TIMEOUT: i64 = -32003;
     /// Refused before inspection (origin, path, HTTP method).
     pub const REQUEST_REFUSED: i64 = -32004;
+    /// Missing or invalid credentials (the `WWW-Authenticate` header says which).
+    pub const UNAUTHENTICATED: i64 = -32005;
 }
 
 /// The stage that refused a request: a metric label and a log field.
@@ -32,6 +34,7 @@ pub mod code {
 pub enum Stage {
     Listener,
     Identity,
+    Credentials,
     Inspect,
     Policy,
     Upstream,
@@ -42,6 +45,7 @@ impl Stage {
         match self {
             Stage::Listener => "listener",
             Stage::Identity => "identity",
+            Stage::Credentials => "credentials",
             Stage::Inspect => "inspect",
             Stage::Policy => "policy",
             Stage::Upstream => "upstream",

@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod config;

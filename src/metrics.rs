@@ -45,6 +45,7 @@ pub struct Metrics {
     pub active_streams: IntGauge,
     pub policy_reloads: IntCounterVec,
     pub list_items: IntCounterVec,
+    pub authn_duration: prometheus::Histogram,
     tool_labels: Mutex<HashSet<String>>,
 }
 
@@ -99,6 +100,13 @@ impl Metrics {
                 "Items of list results decided for the caller, by the method they are used with and decision.",
                 &["method", "decision"],
             )?,
+            authn_duration: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "authn_duration_seconds",
+                    "Time to verify a message's access token and DPoP proof (cached tokens included).",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )?,
             tool_labels: Mutex::new(HashSet::new()),
             registry,
         };
@@ -111,6 +119,7 @@ impl Metrics {
         m.registry.register(Box::new(m.active_streams.clone()))?;
         m.registry.register(Box::new(m.policy_reloads.clone()))?;
         m.registry.register(Box::new(m.list_items.clone()))?;
+        m.registry.register(Box::new(m.authn_duration.clone()))?;
         Ok(m)
     }
 

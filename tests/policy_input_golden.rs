@@ -7,7 +7,7 @@ use mcp_pep::context::{IdentitySource, McpRequest, PeerIdentity};
 use mcp_pep::identity::parse_spiffe_id;
 use mcp_pep::mcp::list::ListKind;
 use mcp_pep::mcp::{InspectLimits, inspect::inspect};
-use mcp_pep::policy::input::{self, HttpFacts, Phase};
+use mcp_pep::policy::input::{self, Caller, HttpFacts, Phase};
 use serde_json::Value;
 
 /// The `json golden=NAME` blocks of the document.
@@ -55,7 +55,9 @@ async fn built(name: &str) -> Value {
             let id = mcp.messages[0].id.clone().unwrap();
             let item = input::list_item_message(ListKind::Tools.call_method(), &id, "execute_command");
             let http = HttpFacts { method: parts.method.as_str(), path: parts.uri.path() };
-            return input::build(&item, &mcp, semi_trusted().as_ref(), http, Phase::List);
+            let identity = semi_trusted();
+            let caller = Caller { identity: identity.as_ref(), token: None };
+            return input::build(&item, &mcp, caller, http, Phase::List);
         }
         "response" => {
             ("POST", r#"{"jsonrpc":"2.0","id":"srv-1","result":{"action":"accept","content":{"ok":true}}}"#, None)
@@ -66,7 +68,7 @@ async fn built(name: &str) -> Value {
     };
     let (mcp, parts) = inspected(method, body).await;
     let http = HttpFacts { method: parts.method.as_str(), path: parts.uri.path() };
-    input::build(&mcp.messages[0], &mcp, identity.as_ref(), http, Phase::Call)
+    input::build(&mcp.messages[0], &mcp, Caller { identity: identity.as_ref(), token: None }, http, Phase::Call)
 }
 
 #[tokio::test]

@@ -15,9 +15,9 @@ use http_body_util::{BodyExt, Limited};
 use tower::Service;
 
 use super::PolicyStore;
-use super::input::{self, HttpFacts, Phase};
+use super::input::{self, Caller, HttpFacts, Phase};
 use crate::body::{Body, BodyError, boxed, full};
-use crate::context::{DecisionId, JsonRpcId, McpRequest, MessageKind, PeerIdentity};
+use crate::context::{DecisionId, JsonRpcId, McpRequest, MessageKind, PeerIdentity, VerifiedToken};
 use crate::error::{Rejection, Stage, code};
 use crate::mcp::list::{ListError, ListKind, ListTarget, filter_payload};
 use crate::mcp::sse::{EventSplitter, event_data, replace_data};
@@ -61,6 +61,7 @@ struct ListDecider {
     batch: bool,
     request: McpRequest,
     identity: Option<PeerIdentity>,
+    token: Option<VerifiedToken>,
     http_method: String,
     http_path: String,
     decision_id: DecisionId,
@@ -85,6 +86,7 @@ impl ListDecider {
             batch: mcp.batch,
             request: McpRequest { body: Bytes::new(), ..mcp.clone() },
             identity: req.extensions().get::<PeerIdentity>().cloned(),
+            token: req.extensions().get::<VerifiedToken>().cloned(),
             http_method: req.method().to_string(),
             http_path: req.uri().path().to_owned(),
             decision_id: req.extensions().get::<DecisionId>().cloned().unwrap_or_default(),
@@ -163,7 +165,8 @@ impl ListDecider {
         let method = target.kind.call_method();
         let item = input::list_item_message(method, &target.id, name);
         let http = HttpFacts { method: &self.http_method, path: &self.http_path };
-        let doc = input::build(&item, &self.request, self.identity.as_ref(), http, Phase::List);
+        let caller = Caller { identity: self.identity.as_ref(), token: self.token.as_ref() };
+        let doc = input::build(&item, &self.request, caller, http, Phase::List);
         let allow = set.evaluate(regorus::Value::from(doc)).is_ok_and(|d| d.allow);
         self.metrics
             .policy_eval_duration

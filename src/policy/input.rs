@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::context::{JsonRpcId, McpMessage, McpRequest, MessageKind, PeerIdentity};
+use crate::context::{JsonRpcId, McpMessage, McpRequest, MessageKind, PeerIdentity, VerifiedToken};
 
 /// Version of the input contract; bumped on any incompatible change.
 pub const INPUT_VERSION: u64 = 1;
@@ -31,12 +31,26 @@ pub struct HttpFacts<'a> {
     pub path: &'a str,
 }
 
+/// Who is calling, as the identity and credentials stages proved it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller<'a> {
+    pub identity: Option<&'a PeerIdentity>,
+    pub token: Option<&'a VerifiedToken>,
+}
+
+impl<'a> Caller<'a> {
+    /// What earlier stages left on the request.
+    pub fn of(extensions: &'a http::Extensions) -> Self {
+        Caller { identity: extensions.get::<PeerIdentity>(), token: extensions.get::<VerifiedToken>() }
+    }
+}
+
 /// Builds the input document for one message. Fields that no stage filled are `null`,
 /// so the document always has the same shape.
 pub fn build(
     message: &McpMessage,
     request: &McpRequest,
-    identity: Option<&PeerIdentity>,
+    caller: Caller<'_>,
     http: HttpFacts<'_>,
     phase: Phase,
 ) -> Value {
@@ -47,8 +61,8 @@ pub fn build(
         "version": INPUT_VERSION,
         "kind": message.kind.as_str(),
         "phase": phase.as_str(),
-        "identity": identity_json(identity),
-        "token": Value::Null,
+        "identity": identity_json(caller.identity),
+        "token": caller.token.map_or(Value::Null, token_json),
         "mcp": {
             "method": method,
             "id": message.id.as_ref().map(|id| id.to_json()),
@@ -77,6 +91,18 @@ pub fn list_item_message(call_method: &str, id: &JsonRpcId, name: &str) -> McpMe
         arguments: None,
         is_error: false,
     }
+}
+
+fn token_json(token: &VerifiedToken) -> Value {
+    json!({
+        "issuer": token.issuer(),
+        "subject": token.subject(),
+        "client_id": token.client_id(),
+        "scopes": token.scopes(),
+        "roles": token.roles(),
+        "dpop_jkt": token.dpop_jkt(),
+        "claims": token.claims(),
+    })
 }
 
 fn identity_json(identity: Option<&PeerIdentity>) -> Value {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use http::{Request, StatusCode};
 use tower::Service;
 
-use super::input::{self, HttpFacts, Phase};
+use super::input::{self, Caller, HttpFacts, Phase};
 use super::{PolicySet, PolicyStore};
 use crate::body::Body;
 use crate::context::{Decision, DecisionId, McpMessage, McpRequest, MessageKind, PeerIdentity};
@@ -77,12 +77,12 @@ impl PolicyStage {
                 mcp.messages.first(),
             ));
         };
-        let identity = req.extensions().get::<PeerIdentity>();
+        let caller = Caller::of(req.extensions());
         let http = HttpFacts { method: req.method().as_str(), path: req.uri().path() };
         let decisions: Vec<Decision> = mcp
             .messages
             .iter()
-            .map(|message| self.decide_one(&set, message, mcp, identity, http, &decision_id))
+            .map(|message| self.decide_one(&set, message, mcp, caller, http, &decision_id))
             .collect();
         if decisions.iter().all(|d| d.allow) {
             return Ok(());
@@ -95,12 +95,12 @@ impl PolicyStage {
         set: &PolicySet,
         message: &McpMessage,
         mcp: &McpRequest,
-        identity: Option<&PeerIdentity>,
+        caller: Caller<'_>,
         http: HttpFacts<'_>,
         decision_id: &DecisionId,
     ) -> Decision {
         let started = Instant::now();
-        let input = input::build(message, mcp, identity, http, Phase::Call);
+        let input = input::build(message, mcp, caller, http, Phase::Call);
         let (decision, outcome) = match set.evaluate(regorus::Value::from(input)) {
             Ok(d) if d.allow => (d, "allow"),
             Ok(d) => (d, "deny"),
@@ -114,7 +114,7 @@ impl PolicyStage {
         let method = Metrics::method_label(message.method.as_deref());
         let tool = self.metrics.tool_label(message.target.as_deref());
         self.metrics.decisions.with_label_values(&[method, tool.as_str(), outcome]).inc();
-        let spiffe_id = match identity {
+        let spiffe_id = match caller.identity {
             Some(PeerIdentity::Spiffe(id)) => Some(&*id.spiffe_id),
             _ => None,
         };
@@ -122,6 +122,8 @@ impl PolicyStage {
             target: "mcp_pep::decision",
             %decision_id,
             spiffe_id,
+            subject = caller.token.and_then(|t| t.subject()),
+            jkt = caller.token.and_then(|t| t.dpop_jkt()),
             kind = message.kind.as_str(),
             method = message.method.as_deref(),
             target = message.target.as_deref(),

@@ -1,13 +1,15 @@
-//! Refusals that need no body: the wrong path and a foreign `Origin`.
+//! What needs no body: refusing the wrong path and a foreign `Origin`, and answering the
+//! protected resource metadata (RFC 9728) when credentials are checked.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::{Either, Ready, ready};
-use http::{Request, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use tower::{Layer, Service};
 
-use crate::body::Body;
+use crate::auth::metadata::ResourceMetadata;
+use crate::body::{Body, full};
 use crate::error::{Rejection, Stage, code};
 
 #[derive(Clone)]
@@ -16,12 +18,21 @@ pub struct GuardLayer {
     /// `scheme://host[:port]` origins, or `scheme://host:*` (MCP: validate Origin against
     /// DNS rebinding). Requests without `Origin` (non-browser clients) pass.
     allowed_origins: Arc<[String]>,
+    metadata: Option<Arc<ResourceMetadata>>,
 }
 
 impl GuardLayer {
-    pub fn new(mcp_path: &str, allowed_origins: &[String]) -> Self {
+    pub fn new(mcp_path: &str, allowed_origins: &[String], metadata: Option<ResourceMetadata>) -> Self {
         let allowed_origins = allowed_origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect();
-        GuardLayer { mcp_path: mcp_path.into(), allowed_origins }
+        GuardLayer { mcp_path: mcp_path.into(), allowed_origins, metadata: metadata.map(Arc::new) }
+    }
+
+    /// The metadata document, when `req` asks for it.
+    fn metadata_answer<B>(&self, req: &Request<B>) -> Option<Response<Body>> {
+        let metadata = self.metadata.as_ref().filter(|m| m.serves(req.uri().path()))?;
+        let mut resp = Response::new(full(metadata.document.clone()));
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Some(resp)
     }
 
     pub fn check<B>(&self, req: &Request<B>) -> Result<(), Rejection> {
@@ -84,17 +95,20 @@ pub struct Guard<S> {
 
 impl<S> Service<Request<Body>> for Guard<S>
 where
-    S: Service<Request<Body>, Error = Rejection>,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Rejection>,
 {
-    type Response = S::Response;
+    type Response = Response<Body>;
     type Error = Rejection;
-    type Future = Either<S::Future, Ready<Result<S::Response, Rejection>>>;
+    type Future = Either<S::Future, Ready<Result<Response<Body>, Rejection>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Rejection>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
+        if let Some(answer) = self.layer.metadata_answer(&req) {
+            return Either::Right(ready(Ok(answer)));
+        }
         match self.layer.check(&req) {
             Ok(()) => Either::Left(self.inner.call(req)),
             Err(rejection) => Either::Right(ready(Err(rejection))),

@@ -9,6 +9,9 @@ use tower::util::BoxCloneSyncService;
 use super::edge::EdgeLayer;
 use super::guard::GuardLayer;
 use super::upstream::{Upstream, UpstreamTimeouts};
+use crate::auth::config::AuthSettings;
+use crate::auth::metadata::ResourceMetadata;
+use crate::auth::stage::CredentialsStage;
 use crate::body::Body;
 use crate::context::SpiffeIdentity;
 use crate::identity::IdentityLayer;
@@ -28,6 +31,10 @@ pub struct StackConfig {
     pub upstream_url: Uri,
     pub upstream_timeouts: UpstreamTimeouts,
     pub pool_max_idle_per_host: usize,
+    /// The credentials stage's settings; `None`: no credentials are checked.
+    pub auth: Option<Arc<AuthSettings>>,
+    /// Where the MCP endpoint listens (the resource URL when no public URL is set).
+    pub listen: std::net::SocketAddr,
 }
 
 pub type ProxyService = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, std::convert::Infallible>;
@@ -39,13 +46,24 @@ pub fn build_stack(config: &StackConfig, store: Arc<PolicyStore>, metrics: Arc<M
         config.pool_max_idle_per_host,
         metrics.clone(),
     );
+    let metadata = config.auth.as_ref().map(|auth| {
+        let resource = auth.public_url.clone().unwrap_or_else(|| {
+            let url = format!("http://{}{}", config.listen, config.mcp_path);
+            url.parse().unwrap_or_default()
+        });
+        let algs: Vec<&str> = auth.dpop.algs().iter().map(|a| a.name()).collect();
+        ResourceMetadata::new(&resource, &auth.issuers, auth.dpop_required, &algs)
+    });
+    let credentials = CredentialsStage::new(config.auth.clone(), metadata.as_ref(), metrics.clone());
     let service = ServiceBuilder::new()
         // Decision id, span, request metric; every refusal below becomes an answer here.
         .layer(EdgeLayer::new(metrics.clone(), config.policy.expose_reasons))
         // Cheap refusals first: wrong path, foreign Origin (DNS rebinding).
-        .layer(GuardLayer::new(&config.mcp_path, &config.allowed_origins))
+        .layer(GuardLayer::new(&config.mcp_path, &config.allowed_origins, metadata))
         // Who is calling, before anything about what they ask is read.
         .layer(IdentityLayer::new(config.local_identity.clone()))
+        // An access token from a trusted issuer, bound by DPoP to the caller's key.
+        .layer(StageLayer(credentials))
         // Bounded read, strict JSON-RPC, typed McpRequest; original bytes kept.
         .layer(StageLayer(InspectStage::new(config.limits)))
         // Every message decided; any error or undefined denies.

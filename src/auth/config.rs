@@ -1,0 +1,179 @@
+//! The `auth:` section of the configuration. Present with at least one issuer, it turns
+//! the credentials stage on: every message then needs a verified access token (and, by
+//! default, a DPoP proof).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::Uri;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+
+use super::dpop::{DpopConfig, DpopVerifier, NonceSource};
+use super::jwks::{JwksLocation, KeySource, RemoteJwks};
+use super::token::{DEFAULT_ALGORITHMS, Issuer, TokenVerifier};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Trusted token issuers; empty: no credentials stage.
+    pub issuers: Vec<IssuerConfig>,
+    /// Accepted `aud` values; default: `public_url`.
+    pub audiences: Vec<String>,
+    /// The URL clients use for the MCP endpoint (`htu` of DPoP proofs, the resource of
+    /// the metadata). Default: `http://<Host header><path>`, right only without a proxy
+    /// in front.
+    pub public_url: Option<String>,
+    /// `required`: tokens must be DPoP-bound and presented with a proof; `optional`:
+    /// tokens without `cnf` may come as Bearer.
+    pub dpop: String,
+    /// Demand server-issued nonces in DPoP proofs (RFC 9449 §9).
+    pub dpop_nonce: bool,
+    /// Proof `iat` window: Keycloak's defaults.
+    pub proof_lifetime_s: u64,
+    pub clock_skew_s: u64,
+    /// Token signature algorithms accepted (asymmetric only).
+    pub algorithms: Vec<String>,
+    /// Leeway for `exp`/`nbf`.
+    pub leeway_s: u64,
+    pub jwks_refresh_s: u64,
+    /// The least time between two fetches of one JWKS (unknown `kid`s cannot force more).
+    pub jwks_min_refresh_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The `iss` value, e.g. `https://keycloak.example.com/realms/agents`.
+    pub issuer: String,
+    /// Where its keys are; default: OIDC discovery from `issuer`.
+    pub jwks_uri: Option<String>,
+    /// A static JWKS file instead of fetching.
+    pub jwks_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            public_url: None,
+            dpop: "required".into(),
+            dpop_nonce: false,
+            proof_lifetime_s: 10,
+            clock_skew_s: 15,
+            algorithms: DEFAULT_ALGORITHMS.iter().map(|a| format!("{a:?}")).collect(),
+            leeway_s: 5,
+            jwks_refresh_s: 300,
+            jwks_min_refresh_s: 10,
+        }
+    }
+}
+
+/// A problem with one key of the `auth:` section.
+#[derive(Debug)]
+pub struct AuthConfigError {
+    pub key: &'static str,
+    pub problem: String,
+}
+
+/// The checked `auth:` section.
+pub struct AuthSettings {
+    pub tokens: TokenVerifier,
+    pub dpop: DpopVerifier,
+    pub public_url: Option<Uri>,
+    pub dpop_required: bool,
+    pub issuers: Vec<String>,
+}
+
+impl AuthConfig {
+    pub fn enabled(&self) -> bool {
+        !self.issuers.is_empty()
+    }
+
+    pub fn validate(&self) -> Result<AuthSettings, AuthConfigError> {
+        let invalid = |key, problem: String| AuthConfigError { key, problem };
+        let dpop_required = match self.dpop.as_str() {
+            "required" => true,
+            "optional" => false,
+            other => return Err(invalid("auth.dpop", format!("{other:?} must be required or optional"))),
+        };
+        let public_url = match &self.public_url {
+            None => None,
+            Some(url) => {
+                let uri: Uri = url.parse().map_err(|e| invalid("auth.public_url", format!("{url:?}: {e}")))?;
+                if !matches!(uri.scheme_str(), Some("https" | "http")) || uri.authority().is_none() {
+                    return Err(invalid("auth.public_url", format!("{url:?} must be an absolute http(s) URL")));
+                }
+                Some(uri)
+            }
+        };
+        let mut audiences = self.audiences.clone();
+        if audiences.is_empty() {
+            let Some(url) = &self.public_url else {
+                return Err(invalid("auth.audiences", "set audiences or public_url (the default audience)".into()));
+            };
+            audiences.push(url.clone());
+        }
+        let mut algorithms = Vec::new();
+        for name in &self.algorithms {
+            let alg: Algorithm =
+                name.parse().map_err(|_| invalid("auth.algorithms", format!("{name:?} is unknown")))?;
+            if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+                return Err(invalid("auth.algorithms", format!("{name} is symmetric: never accepted")));
+            }
+            algorithms.push(alg);
+        }
+        let refresh = Duration::from_secs(self.jwks_refresh_s.max(1));
+        let min_refresh = Duration::from_secs(self.jwks_min_refresh_s);
+        let mut issuers = Vec::new();
+        for issuer in &self.issuers {
+            let keys = match (&issuer.jwks_file, &issuer.jwks_uri) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid("auth.issuers", "jwks_file and jwks_uri exclude each other".into()));
+                }
+                (Some(file), None) => {
+                    let text = std::fs::read_to_string(file)
+                        .map_err(|e| invalid("auth.issuers.jwks_file", format!("{}: {e}", file.display())))?;
+                    KeySource::from_jwks_text(&text)
+                        .map_err(|e| invalid("auth.issuers.jwks_file", format!("{}: {e}", file.display())))?
+                }
+                (None, uri) => {
+                    let location = match uri {
+                        Some(uri) => JwksLocation::Uri(
+                            uri.parse().map_err(|e| invalid("auth.issuers.jwks_uri", format!("{uri:?}: {e}")))?,
+                        ),
+                        None => JwksLocation::Discovery { issuer: issuer.issuer.clone() },
+                    };
+                    KeySource::Remote(Box::new(
+                        RemoteJwks::new(location, refresh, min_refresh)
+                            .map_err(|e| invalid("auth.issuers", e.to_string()))?,
+                    ))
+                }
+            };
+            issuers.push(Issuer { issuer: issuer.issuer.clone(), keys });
+        }
+        let names = issuers.iter().map(|i| i.issuer.clone()).collect();
+        let nonce = if self.dpop_nonce {
+            let source = NonceSource::random(NonceSource::DEFAULT_WINDOW)
+                .map_err(|_| invalid("auth.dpop_nonce", "no randomness for the nonce key".into()))?;
+            Some(std::sync::Arc::new(source))
+        } else {
+            None
+        };
+        let dpop = DpopVerifier::new(DpopConfig {
+            lifetime: Duration::from_secs(self.proof_lifetime_s),
+            clock_skew: Duration::from_secs(self.clock_skew_s),
+            nonce,
+            ..DpopConfig::default()
+        })
+        .map_err(|e| invalid("auth.dpop", e.to_string()))?;
+        Ok(AuthSettings {
+            tokens: TokenVerifier::new(issuers, audiences, algorithms, Duration::from_secs(self.leeway_s)),
+            dpop,
+            public_url,
+            dpop_required,
+            issuers: names,
+        })
+    }
+}
