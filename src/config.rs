@@ -345,7 +345,6 @@ impl Config {
                 },
                 pool_max_idle_per_host: self.upstream.pool_max_idle_per_host,
                 auth,
-                listen,
             },
             log: self.log.clone(),
         })

@@ -20,9 +20,9 @@ pub struct AuthConfig {
     pub issuers: Vec<IssuerConfig>,
     /// Accepted `aud` values; default: `public_url`.
     pub audiences: Vec<String>,
-    /// The URL clients use for the MCP endpoint (`htu` of DPoP proofs, the resource of
-    /// the metadata). Default: `http://<Host header><path>`, right only without a proxy
-    /// in front.
+    /// The URL clients use for the MCP endpoint: the `htu` DPoP proofs must name and the
+    /// resource of the metadata. Required: deriving it from the request's `Host` would let
+    /// a proof made for another server pass here.
     pub public_url: Option<String>,
     /// `required`: tokens must be DPoP-bound and presented with a proof; `optional`:
     /// tokens without `cnf` may come as Bearer.
@@ -81,7 +81,7 @@ pub struct AuthConfigError {
 pub struct AuthSettings {
     pub tokens: TokenVerifier,
     pub dpop: DpopVerifier,
-    pub public_url: Option<Uri>,
+    pub public_url: Uri,
     pub dpop_required: bool,
     pub issuers: Vec<String>,
 }
@@ -98,21 +98,15 @@ impl AuthConfig {
             "optional" => false,
             other => return Err(invalid("auth.dpop", format!("{other:?} must be required or optional"))),
         };
-        let public_url = match &self.public_url {
-            None => None,
-            Some(url) => {
-                let uri: Uri = url.parse().map_err(|e| invalid("auth.public_url", format!("{url:?}: {e}")))?;
-                if !matches!(uri.scheme_str(), Some("https" | "http")) || uri.authority().is_none() {
-                    return Err(invalid("auth.public_url", format!("{url:?} must be an absolute http(s) URL")));
-                }
-                Some(uri)
-            }
+        let Some(url) = &self.public_url else {
+            return Err(invalid("auth.public_url", "is required with auth.issuers (or --public-url)".into()));
         };
+        let public_url: Uri = url.parse().map_err(|e| invalid("auth.public_url", format!("{url:?}: {e}")))?;
+        if !matches!(public_url.scheme_str(), Some("https" | "http")) || public_url.authority().is_none() {
+            return Err(invalid("auth.public_url", format!("{url:?} must be an absolute http(s) URL")));
+        }
         let mut audiences = self.audiences.clone();
         if audiences.is_empty() {
-            let Some(url) = &self.public_url else {
-                return Err(invalid("auth.audiences", "set audiences or public_url (the default audience)".into()));
-            };
             audiences.push(url.clone());
         }
         let mut algorithms = Vec::new();

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use tower::Service;
 
 use super::challenge::{ChallengeError, Challenges};
@@ -102,7 +102,7 @@ impl PipelineStage for CredentialsStage {
         let credentials = credentials.clone();
         Box::pin(async move {
             let started = Instant::now();
-            let verified = credentials.authenticate(req.headers(), req.method(), req.uri()).await;
+            let verified = credentials.authenticate(req.headers(), req.method()).await;
             credentials.metrics.authn_duration.observe(started.elapsed().as_secs_f64());
             match verified {
                 Ok(token) => {
@@ -118,12 +118,7 @@ impl PipelineStage for CredentialsStage {
 impl Credentials {
     /// Takes the request's parts, not the request: its body is not `Sync`, so a borrowed
     /// request could not be held across the JWKS fetch.
-    async fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        method: &Method,
-        uri: &Uri,
-    ) -> Result<VerifiedToken, CredentialsError> {
+    async fn authenticate(&self, headers: &HeaderMap, method: &Method) -> Result<VerifiedToken, CredentialsError> {
         // 1. Exactly one Authorization header, scheme DPoP or Bearer.
         let mut values = headers.get_all(header::AUTHORIZATION).iter();
         let value = values.next().ok_or(CredentialsError::Missing)?;
@@ -166,24 +161,10 @@ impl Credentials {
         let jkt = verified.dpop_jkt().ok_or(CredentialsError::TokenBinding("the token is not DPoP-bound"))?;
         let proof = proof.ok_or(CredentialsError::NoProof)?;
 
-        // 5. The proof, against the URL the client used.
-        let htu = self.htu(headers, uri);
+        // 5. The proof, against the URL clients use for this resource (`auth.public_url`).
+        let htu = self.settings.public_url.to_string();
         self.settings.dpop.verify(proof, method.as_str(), &htu, Some(token), Some(jkt), SystemTime::now())?;
         Ok(verified)
-    }
-
-    /// The URL the client used: `auth.public_url`, or what the request says when no
-    /// proxy stands in front.
-    fn htu(&self, headers: &HeaderMap, uri: &Uri) -> String {
-        if let Some(url) = &self.settings.public_url {
-            return url.to_string();
-        }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| uri.authority().map(|a| a.as_str()))
-            .unwrap_or_default();
-        format!("http://{host}{}", uri.path())
     }
 
     fn refusal(&self, e: &CredentialsError) -> Rejection {

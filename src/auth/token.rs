@@ -2,8 +2,9 @@
 //! verified on every message and cached by hash until they expire.
 //!
 //! Verification, in order:
-//! 1. The payload is strict JSON (no duplicate keys: the issuer we pick and the claims we
-//!    check must be the ones every reader sees) and names a configured issuer.
+//! 1. Header and payload are strict JSON (no duplicate keys: the issuer we pick and the
+//!    claims we check must be the ones every reader sees), the header has no `crit`, and
+//!    the payload names a configured issuer.
 //! 2. The header's `alg` is on the allowlist (asymmetric only: never `none`, never HMAC,
 //!    so a public key can never be used as an HMAC secret) and `typ` is absent, `JWT` or
 //!    `at+jwt`.
@@ -41,6 +42,8 @@ pub enum TokenError {
     Malformed,
     #[error("the token payload has duplicate or invalid JSON")]
     Payload,
+    #[error("the token has a critical header extension")]
+    Critical,
     #[error("the token's issuer is not configured")]
     UnknownIssuer,
     #[error("algorithm {0:?} is not allowed")]
@@ -65,6 +68,7 @@ impl TokenError {
         match self {
             TokenError::Malformed => "malformed",
             TokenError::Payload => "payload",
+            TokenError::Critical => "crit",
             TokenError::UnknownIssuer => "issuer",
             TokenError::Algorithm(_) => "algorithm",
             TokenError::HeaderType(_) => "header_typ",
@@ -125,13 +129,19 @@ impl TokenVerifier {
     }
 
     async fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, TokenError> {
-        // 1. Strict payload, configured issuer.
+        // 1. Strict header and payload, configured issuer.
         let mut parts = token.split('.');
-        let (Some(_), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(header), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(TokenError::Malformed);
         };
-        let payload = data_encoding::BASE64URL_NOPAD.decode(payload.as_bytes()).map_err(|_| TokenError::Malformed)?;
-        let claims = strict_json::parse(&payload, 32).map_err(|_| TokenError::Payload)?;
+        let segment = |s: &str| data_encoding::BASE64URL_NOPAD.decode(s.as_bytes()).map_err(|_| TokenError::Malformed);
+        let raw_header = strict_json::parse(&segment(header)?, 8).map_err(|_| TokenError::Malformed)?;
+        // RFC 7515 §4.1.11: we understand no critical extension, so any `crit` is invalid.
+        if raw_header.get("crit").is_some() {
+            return Err(TokenError::Critical);
+        }
+        let claims = strict_json::parse(&segment(payload)?, 32).map_err(|_| TokenError::Payload)?;
         let iss = claims.get("iss").and_then(Value::as_str).ok_or(TokenError::UnknownIssuer)?;
         let issuer = self.issuers.iter().find(|i| i.issuer == iss).ok_or(TokenError::UnknownIssuer)?;
 

@@ -33,8 +33,6 @@ pub struct StackConfig {
     pub pool_max_idle_per_host: usize,
     /// The credentials stage's settings; `None`: no credentials are checked.
     pub auth: Option<Arc<AuthSettings>>,
-    /// Where the MCP endpoint listens (the resource URL when no public URL is set).
-    pub listen: std::net::SocketAddr,
 }
 
 pub type ProxyService = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, std::convert::Infallible>;
@@ -47,12 +45,8 @@ pub fn build_stack(config: &StackConfig, store: Arc<PolicyStore>, metrics: Arc<M
         metrics.clone(),
     );
     let metadata = config.auth.as_ref().map(|auth| {
-        let resource = auth.public_url.clone().unwrap_or_else(|| {
-            let url = format!("http://{}{}", config.listen, config.mcp_path);
-            url.parse().unwrap_or_default()
-        });
         let algs: Vec<&str> = auth.dpop.algs().iter().map(|a| a.name()).collect();
-        ResourceMetadata::new(&resource, &auth.issuers, auth.dpop_required, &algs)
+        ResourceMetadata::new(&auth.public_url, &auth.issuers, auth.dpop_required, &algs)
     });
     let credentials = CredentialsStage::new(config.auth.clone(), metadata.as_ref(), metrics.clone());
     let service = ServiceBuilder::new()
