@@ -1118,10 +1118,6 @@ async fn protected_resource_metadata_is_served_at_both_paths() {
     fx.proxy.stop().await;
 }
 
-/// Without `auth.public_url` the documented default for "the resource of the metadata"
-/// is `http://<Host header><path>`, the URL the client used and the one DPoP `htu` is
-/// compared with. The listen address (port 0 here, or `0.0.0.0` in a deployment) is not
-/// a URL any client can use.
 // ---------------------------------------------------------------------------------
 // check-config
 // ---------------------------------------------------------------------------------
