@@ -1,5 +1,6 @@
 //! The demo: a built-in MCP tool server, and the whole stack in one process.
 
+pub mod credentials;
 pub mod server;
 pub mod session;
 

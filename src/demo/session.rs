@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::credentials::{self, DemoIssuer, SigningKey};
 use super::server::{DemoServer, PROTOCOL_VERSION, ResponseMode};
+use crate::auth::config::IssuerConfig;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::policy::{PolicySet, PolicyStore};
@@ -84,12 +86,71 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
             println!("  session failed: {e:#}");
         }
     }
+    match credentials_part(&client, &upstream, &policies, &stopped, &until).await {
+        Ok(task) => tasks.push(task),
+        Err(e) => println!("  credentials part failed: {e:#}"),
+    }
     let _ = stop.send(true);
     for task in tasks {
         let _ = task.await;
     }
     println!("\nEvery denial carries a decision id; run with --log-level info to see the decision log.");
     Ok(())
+}
+
+/// A sidecar with `auth` on: an honest DPoP call, a replayed proof, another key's proof.
+async fn credentials_part<F, Fut>(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    upstream: &str,
+    policies: &Arc<PolicyStore>,
+    stopped: &watch::Receiver<bool>,
+    until: &F,
+) -> anyhow::Result<tokio::task::JoinHandle<()>>
+where
+    F: Fn(watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let issuer = DemoIssuer::new()?;
+    let jwks_file = std::env::temp_dir().join(format!("mcp-pep-demo-jwks-{}.json", std::process::id()));
+    std::fs::write(&jwks_file, issuer.jwks().to_string())?;
+    let public_url = "https://mcp.demo.local/mcp";
+    let mut config = Config { listen: "127.0.0.1:0".into(), admin_listen: String::new(), ..Config::default() };
+    config.upstream.url = Some(upstream.to_owned());
+    config.policy.dir = Some(std::env::temp_dir());
+    config.identity.local_spiffe_id = Some("spiffe://mcp-identity.local/ns/mcp-agents/sa/trusted-agent".into());
+    config.auth.issuers =
+        vec![IssuerConfig { issuer: credentials::ISSUER.into(), jwks_uri: None, jwks_file: Some(jwks_file.clone()) }];
+    config.auth.public_url = Some(public_url.into());
+    let settings = config.validate("demo");
+    let _ = std::fs::remove_file(&jwks_file);
+    let server = Server::bind_with(&settings?, policies.clone(), Arc::new(Metrics::new()?)).await?;
+    let url = format!("http://{}/mcp", server.mcp_addr());
+    let task = tokio::spawn(server.run(until(stopped.clone())));
+    println!("\ncredentials  sidecar {url} (public URL {public_url})");
+    println!("  issuer {} mints DPoP-bound tokens; the agent signs a fresh proof per request", credentials::ISSUER);
+
+    let agent_key = SigningKey::generate()?;
+    let token = issuer.token(public_url, "trusted-agent", &agent_key.thumbprint()?)?;
+    let initialize = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "mcp-pep-demo", "version": "1"}}});
+    let first = credentials::proof(&agent_key, "POST", public_url, &token)?;
+    let (_, session, _) = credentials::call(client, &url, None, &initialize, &token, &first).await?;
+    let read = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "read_file", "arguments": {"path": "/workspace/README.md"}}});
+    let honest = credentials::proof(&agent_key, "POST", public_url, &token)?;
+    let thief_key = SigningKey::generate()?;
+    let stolen = credentials::proof(&thief_key, "POST", public_url, &token)?;
+    for (label, proof) in [
+        ("token + fresh proof by the bound key", &honest),
+        ("the same proof replayed", &honest),
+        ("the token with another key's proof", &stolen),
+    ] {
+        let started = Instant::now();
+        let (status, _, summary) = credentials::call(client, &url, session.as_deref(), &read, &token, proof).await?;
+        let verdict = if status == 200 { "allowed" } else { "refused" };
+        println!("  {label:<52} {verdict:<8} {:>6} µs  HTTP {status} {summary}", started.elapsed().as_micros());
+    }
+    Ok(task)
 }
 
 /// One agent's session: the protocol plumbing, then one call per tool category.

@@ -4,8 +4,14 @@
 # End-to-end through real peers: server-everything behind mcp-pep, the official
 # Python and TypeScript SDK clients through it (a sensitive tool denied, the session
 # still usable), and the MCP conformance suite directly and through the proxy (no
-# scenario or check that passes directly may fail through it). Ends with the plain
-# "N passed, M failed" line.
+# scenario or check that passes directly may fail through it). Then the credentials
+# stage against a real authorization server (oidc-provider, issuer.mjs): a second
+# mcp-pep with --issuer/--audience/--public-url, both SDK clients through it with
+# DPoP-bound tokens (client_credentials + private_key_jwt) and a fresh proof per
+# request; no credentials, a replayed proof, a token with another key's proof and a
+# bound token sent as Bearer all refused with 401 challenges; the RFC 9728 metadata;
+# and nonce mode end to end (a third mcp-pep from a YAML config with dpop_nonce: true,
+# an issuer that demands nonces too). Ends with the plain "N passed, M failed" line.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
@@ -56,6 +62,145 @@ check allow-metric metric_at_least 'mcp_pep_decisions_total{decision="allow",met
 check active-streams-back-to-zero metric_equals 'mcp_pep_active_streams' 0
 check conformance ./conformance.sh "$direct" "$proxied" "$E2E_LOGDIR/conformance"
 check decision-log grep -q 'e2e.sensitive: get-env is not callable' "$E2E_LOGDIR/mcp-pep.log"
+
+# --- Credentials stage: DPoP-bound tokens from a real authorization server ---------
+
+# start_issuer NAME PORT RESOURCE_URL OUTFILE [--nonce]: oidc-provider on
+# 127.0.0.1:PORT; returns once it has written the client file (it then listens).
+start_issuer() {
+  local name="$1" port="$2" resource="$3" out="$4" i; shift 4
+  rm -f "$out"
+  start_bg "$name" "$E2E_NODE" issuer.mjs "$port" "$resource" "$out" "$@"
+  for ((i = 0; i < 300; i++)); do
+    [[ -s "$out" ]] && return 0
+    sleep 0.1
+  done
+  echo "start_issuer: $name wrote no $out" >&2
+  cat "$E2E_LOGDIR/$name.log" >&2
+  return 1
+}
+# metric_at URL NAME_WITH_LABELS N: the admin endpoint at URL shows the sample >= N.
+metric_at() {
+  curl -sf "$1/metrics" | awk -v m="$2" -v n="$3" 'index($0, m" ") == 1 { v = $2; seen = 1 } END { exit !(seen && v >= n) }'
+}
+# json_field FILE KEY: one top-level string member of a JSON file.
+json_field() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+init_body='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}'
+# expect_post NAME WANT_STATUS CHALLENGE_PREFIX URL [CURL_ARGS...]: POST an initialize
+# to URL; the status must be WANT_STATUS and, unless CHALLENGE_PREFIX is empty, the
+# WWW-Authenticate value must start with it. Headers and body kept in the log dir.
+expect_post() {
+  local name="$1" want="$2" challenge="$3" url="$4" status value; shift 4
+  local hdr="$E2E_LOGDIR/curl-$name.headers"
+  status="$(curl -s -o "$E2E_LOGDIR/curl-$name.body" -D "$hdr" -w '%{http_code}' --max-time 10 -X POST "$url" \
+    -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
+    --data "$init_body" "$@")" || true
+  value="$(grep -i '^www-authenticate:' "$hdr" | head -1 | cut -d: -f2- | sed 's/^ *//' | tr -d '\r')"
+  echo "$name: HTTP $status, WWW-Authenticate: ${value:--}"
+  [[ "$status" == "$want" ]] || { echo "$name: want HTTP $want" >&2; return 1; }
+  [[ -z "$challenge" || "$value" == "$challenge"* ]] || { echo "$name: want a challenge starting $challenge" >&2; return 1; }
+}
+
+issuer_port="$(free_port)" auth_port="$(free_port)" auth_admin_port="$(free_port)"
+issuer="http://127.0.0.1:$issuer_port"
+auth_mcp="http://127.0.0.1:$auth_port/mcp"
+auth_admin="http://127.0.0.1:$auth_admin_port"
+client_json="$E2E_LOGDIR/issuer-client.json"
+start_issuer issuer "$issuer_port" "$auth_mcp" "$client_json"
+start_bg mcp-pep-auth env RUST_LOG=info "$bin" run --listen "127.0.0.1:$auth_port" --upstream "$direct" \
+  --policy-dir "$here/policies" --admin-listen "127.0.0.1:$auth_admin_port" \
+  --issuer "$issuer" --audience "$auth_mcp" --public-url "$auth_mcp"
+wait_http "$auth_admin/healthz"
+echo "e2e: issuer $issuer (client $client_json), mcp-pep with credentials $auth_mcp (admin $auth_admin)"
+dpop_args=(--dpop-issuer "$issuer" --dpop-client "$client_json")
+
+check auth-py-dpop "$E2E_PY" py_client.py "$auth_mcp" --expect-deny get-env "${dpop_args[@]}"
+check auth-ts-dpop "$E2E_NODE" ts_client.mjs "$auth_mcp" --expect-deny get-env "${dpop_args[@]}"
+# Without DPoP the same SDK clients are refused at initialize.
+check auth-py-no-credentials-fails fails "$E2E_PY" py_client.py "$auth_mcp"
+check auth-no-credentials-401 expect_post no-credentials 401 'DPoP' "$auth_mcp"
+# One bound token, one proof by its key for POST $auth_mcp, one proof by another key.
+minted="$E2E_LOGDIR/minted.json"
+"$E2E_NODE" dpop_client.mjs mint "$issuer" "$client_json" "$auth_mcp" >"$minted" || echo '{}' >"$minted"
+token="$(json_field "$minted" token || true)" proof="$(json_field "$minted" proof || true)"
+other_proof="$(json_field "$minted" other_proof || true)"
+# The honest request first, so the refusals below are about the proof, not the token.
+check auth-curl-proof-accepted expect_post proof-first 200 '' "$auth_mcp" \
+  -H "Authorization: DPoP $token" -H "DPoP: $proof"
+check auth-replayed-proof-401 expect_post proof-replayed 401 'DPoP error="invalid_dpop_proof"' "$auth_mcp" \
+  -H "Authorization: DPoP $token" -H "DPoP: $proof"
+check auth-other-key-401 expect_post other-key 401 'DPoP error="invalid_dpop_proof"' "$auth_mcp" \
+  -H "Authorization: DPoP $token" -H "DPoP: $other_proof"
+check auth-bearer-downgrade-401 expect_post bearer-downgrade 401 'DPoP error="invalid_token"' "$auth_mcp" \
+  -H "Authorization: Bearer $token"
+check auth-metadata python3 -c '
+import json, sys, urllib.request
+url, issuer, resource = sys.argv[1:]
+doc = json.load(urllib.request.urlopen(url, timeout=5))
+print(doc)
+assert doc["authorization_servers"] == [issuer], doc
+assert doc["resource"] == resource, doc
+assert doc["dpop_bound_access_tokens_required"] is True, doc
+assert "ES256" in doc["dpop_signing_alg_values_supported"], doc
+' "http://127.0.0.1:$auth_port/.well-known/oauth-protected-resource/mcp" "$issuer" "$auth_mcp"
+check auth-rejection-metrics metric_at "$auth_admin" 'mcp_pep_rejections_total{reason="replay",stage="credentials"}' 1
+check auth-rejection-metric-jkt metric_at "$auth_admin" 'mcp_pep_rejections_total{reason="jkt",stage="credentials"}' 1
+check auth-allow-metric metric_at "$auth_admin" 'mcp_pep_decisions_total{decision="allow",method="tools/call",tool="echo"}' 4
+
+# Nonce mode end to end: an issuer that demands nonces at its token endpoint, and a
+# third mcp-pep configured by YAML with dpop_nonce: true. Its upstream is a logging
+# pass-through (deny_shim.mjs, denying nothing the clients call) in front of
+# server-everything, which shows whether credentials reach the upstream.
+nonce_issuer_port="$(free_port)" nonce_port="$(free_port)" nonce_admin_port="$(free_port)" shim_port="$(free_port)"
+nonce_issuer="http://127.0.0.1:$nonce_issuer_port"
+nonce_mcp="http://127.0.0.1:$nonce_port/mcp"
+nonce_admin="http://127.0.0.1:$nonce_admin_port"
+nonce_client_json="$E2E_LOGDIR/nonce-issuer-client.json"
+start_bg upstream-shim "$E2E_NODE" deny_shim.mjs "$shim_port" "$direct" no-such-tool
+wait_http "http://127.0.0.1:$shim_port/mcp"
+start_issuer nonce-issuer "$nonce_issuer_port" "$nonce_mcp" "$nonce_client_json" --nonce
+nonce_config="$E2E_LOGDIR/mcp-pep-nonce.yaml"
+cat >"$nonce_config" <<YAML
+listen: "127.0.0.1:$nonce_port"
+admin_listen: "127.0.0.1:$nonce_admin_port"
+upstream:
+  url: "http://127.0.0.1:$shim_port/mcp"
+policy:
+  dir: "$here/policies"
+auth:
+  issuers:
+    - issuer: "$nonce_issuer"
+  audiences: ["$nonce_mcp"]
+  public_url: "$nonce_mcp"
+  dpop: required
+  dpop_nonce: true
+YAML
+start_bg mcp-pep-nonce env RUST_LOG=info "$bin" run --config "$nonce_config"
+wait_http "$nonce_admin/healthz"
+echo "e2e: nonce issuer $nonce_issuer, mcp-pep with dpop_nonce $nonce_mcp (admin $nonce_admin)"
+nonce_args=(--dpop-issuer "$nonce_issuer" --dpop-client "$nonce_client_json" --expect-nonce)
+
+check nonce-py-dpop "$E2E_PY" py_client.py "$nonce_mcp" --expect-deny get-env "${nonce_args[@]}"
+check nonce-ts-dpop "$E2E_NODE" ts_client.mjs "$nonce_mcp" --expect-deny get-env "${nonce_args[@]}"
+# A proof without a nonce is answered use_dpop_nonce with a DPoP-Nonce header.
+nonce_minted="$E2E_LOGDIR/nonce-minted.json"
+"$E2E_NODE" dpop_client.mjs mint "$nonce_issuer" "$nonce_client_json" "$nonce_mcp" >"$nonce_minted" ||
+  echo '{}' >"$nonce_minted"
+check nonce-required-401 expect_post nonce-missing 401 'DPoP error="use_dpop_nonce"' "$nonce_mcp" \
+  -H "Authorization: DPoP $(json_field "$nonce_minted" token || true)" \
+  -H "DPoP: $(json_field "$nonce_minted" proof || true)"
+check nonce-header grep -qi '^dpop-nonce: ' "$E2E_LOGDIR/curl-nonce-missing.headers"
+# A token from the other issuer (not trusted here, and for another audience) is refused
+# before its proof is looked at.
+check foreign-token-401 expect_post foreign-token 401 'DPoP error="invalid_token"' "$nonce_mcp" \
+  -H "Authorization: DPoP $token" -H "DPoP: $other_proof"
+check nonce-metric metric_at "$nonce_admin" 'mcp_pep_rejections_total{reason="nonce_missing",stage="credentials"}' 3
+# The upstream saw the clients' traffic, and never their Authorization or DPoP header.
+check credentials-stripped-upstream bash -c '
+  log="$1"
+  grep -q "^POST .*session=" "$log" || { echo "the upstream shim saw no traffic" >&2; exit 1; }
+  ! grep -E "authorization=present|dpop=present" "$log"
+' _ "$E2E_LOGDIR/upstream-shim.log"
 
 echo "e2e: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -3,7 +3,9 @@
 # conformance comparison against server-everything directly, and the deny path
 # through deny_shim.mjs (a stand-in that answers a denied tools/call exactly as
 # mcp-pep does). Also checks that the deny check is not vacuous: expecting a
-# denial from the bare server must fail. Ends with "N passed, M failed".
+# denial from the bare server must fail. Also that the authorization server
+# (issuer.mjs) mints DPoP-bound JWTs of the expected shape, with and without nonces.
+# Ends with "N passed, M failed".
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bash "$here/setup.sh"
@@ -39,6 +41,21 @@ check ts-deny-missing-fails fails "$E2E_NODE" ts_client.mjs "$direct" --expect-d
 check conformance-same-url ./conformance.sh "$direct" "$direct" "$E2E_LOGDIR/conformance-same"
 check conformance-via-shim ./conformance.sh "$direct" "$shim" "$E2E_LOGDIR/conformance-shim"
 check conformance-dead-proxy-fails fails ./conformance.sh "$direct" "http://127.0.0.1:$(free_port)/mcp" "$E2E_LOGDIR/conformance-dead"
+
+# The authorization server (issuer.mjs) and the DPoP client side (dpop_client.mjs):
+# tokens have the shape mcp-pep expects, also when the issuer demands nonces.
+# issuer_mints NAME RESOURCE [--nonce]: start an issuer, mint a token, check it.
+issuer_mints() {
+  local name="$1" resource="$2" port i; shift 2
+  port="$(free_port)"
+  local out="$E2E_LOGDIR/$name-client.json" minted="$E2E_LOGDIR/$name-minted.json"
+  start_bg "$name" "$E2E_NODE" issuer.mjs "$port" "$resource" "$out" "$@"
+  for ((i = 0; i < 300; i++)); do [[ -s "$out" ]] && break; sleep 0.1; done
+  "$E2E_NODE" dpop_client.mjs mint "http://127.0.0.1:$port" "$out" "$resource" >"$minted" &&
+    "$E2E_PY" check_token.py "$minted" "http://127.0.0.1:$port" "$out" "$resource"
+}
+check issuer-mints-bound-jwt issuer_mints issuer "http://127.0.0.1:$(free_port)/mcp"
+check issuer-nonce-mints-bound-jwt issuer_mints issuer-nonce "http://127.0.0.1:$(free_port)/mcp" --nonce
 
 echo "selftest: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

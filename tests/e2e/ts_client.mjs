@@ -2,6 +2,15 @@
 // End-to-end MCP client on the official TypeScript SDK (@modelcontextprotocol/sdk).
 //
 // Usage: node ts_client.mjs URL [--expect-deny TOOL]
+//          [--dpop-issuer ISSUER_URL --dpop-client CLIENT_JSON [--expect-nonce]]
+//
+// With --dpop-issuer the client first obtains a DPoP-bound access token by
+// client_credentials from ISSUER_URL (client from CLIENT_JSON, written by issuer.mjs;
+// resource = URL), then every request to URL carries `Authorization: DPoP <token>` and a
+// fresh DPoP proof (htm, htu = URL, ath), through a custom fetch given to
+// StreamableHTTPClientTransport (dpop_client.mjs); a 401 with `DPoP-Nonce` is retried
+// once with the nonce. --expect-nonce: the issuer and the MCP endpoint must each have
+// asked for a nonce at least once (proves nonce mode was exercised, not bypassed).
 //
 // Steps: initialize, tools/list (must list `echo`, must not list the denied tool), call `echo`, wait for the GET SSE
 // stream the SDK opens after initialize, optionally call TOOL and require the proxy's
@@ -11,15 +20,32 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { dpopSetup } from './dpop_client.mjs';
 
-const args = process.argv.slice(2);
-const denyIdx = args.indexOf('--expect-deny');
-const denyTool = denyIdx >= 0 ? args.splice(denyIdx, 2)[1] : undefined;
-const url = args[0];
-if (!url || args.length !== 1 || (denyIdx >= 0 && !denyTool)) {
-  console.error('usage: ts_client.mjs URL [--expect-deny TOOL]');
+const usage = () => {
+  console.error('usage: ts_client.mjs URL [--expect-deny TOOL] [--dpop-issuer ISSUER_URL --dpop-client CLIENT_JSON [--expect-nonce]]');
   process.exit(2);
-}
+};
+const args = process.argv.slice(2);
+// option(NAME): the value after --NAME (removed from args), undefined if absent.
+const option = (name) => {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const [, value] = args.splice(i, 2);
+  if (!value || value.startsWith('--')) usage();
+  return value;
+};
+const flag = (name) => {
+  const i = args.indexOf(name);
+  if (i >= 0) args.splice(i, 1);
+  return i >= 0;
+};
+const denyTool = option('--expect-deny');
+const dpopIssuer = option('--dpop-issuer');
+const dpopClient = option('--dpop-client');
+const expectNonce = flag('--expect-nonce');
+const url = args[0];
+if (!url || args.length !== 1 || !dpopIssuer !== !dpopClient || (expectNonce && !dpopIssuer)) usage();
 
 const step = (msg) => console.log(`[ts] ${msg}`);
 class StepFailed extends Error {}
@@ -30,8 +56,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // the headers arrive, so the long-lived GET stream is recorded too. The SDK treats a
 // 405 on DELETE as success, so we look at the real status ourselves.
 const exchanges = [];
+// The fetch under the recorder: plain, or signing DPoP proofs (set up in run()).
+let baseFetch = fetch;
+let dpop;
 const recordingFetch = async (input, init = {}) => {
-  const res = await fetch(input, init);
+  const res = await baseFetch(input, init);
   const reqHeaders = new Headers(init.headers);
   exchanges.push({
     method: init.method ?? 'GET',
@@ -53,6 +82,12 @@ async function callEcho(client, label) {
 }
 
 async function run() {
+  if (dpopIssuer) {
+    dpop = await dpopSetup({ issuer: dpopIssuer, clientFile: dpopClient, resource: url });
+    baseFetch = dpop.fetch;
+    step(`token: ok (${dpop.tokenType}, bound to jkt ${dpop.jkt}, ` +
+      `${dpop.stats.tokenNonceRetries} nonce retries at the token endpoint)`);
+  }
   const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: recordingFetch });
   // Reported, not fatal: the SDK also routes recoverable stream errors here.
   transport.onerror = (err) => step(`transport error: ${err?.message ?? err}`);
@@ -106,7 +141,8 @@ async function run() {
   await client.close();
 
   // The terminated session must be refused now (spec: 404; server-everything: 400).
-  const after = await fetch(url, {
+  // With DPoP the request is authenticated, so the refusal is the session's, not a 401.
+  const after = await baseFetch(url, {
     method: 'POST',
     headers: {
       accept: 'application/json, text/event-stream', 'content-type': 'application/json',
@@ -116,7 +152,15 @@ async function run() {
   });
   await after.body?.cancel();
   check(after.status >= 400 && after.status < 500, `after DELETE: session still answers (${after.status})`);
+  check(!dpop || after.status !== 401, 'after DELETE: 401, the credentials were refused');
   step(`after DELETE: session refused (${after.status})`);
+
+  if (dpop) {
+    const { requests, nonceRetries } = dpop.stats;
+    check(!expectNonce || dpop.stats.tokenNonceRetries > 0, 'DPoP: the issuer never asked for a nonce');
+    check(!expectNonce || nonceRetries > 0, 'DPoP: the MCP endpoint never asked for a nonce');
+    step(`DPoP: ok (${requests} proofs signed, ${nonceRetries} use_dpop_nonce retries at the MCP endpoint)`);
+  }
 }
 
 // Bound the whole run: a hung proxy must fail the test, not stall CI.

@@ -1,0 +1,41 @@
+//! `mcp-pep demo` is the README's first command: it must run and show the trust model's
+//! matrix and the credentials checks, decided for real.
+
+use std::process::{Command, Stdio};
+
+/// The verdict printed for `label` in the section of `agent`.
+fn verdict<'a>(output: &'a str, agent: &str, label: &str) -> Option<&'a str> {
+    let section = output.split("\n\n").find(|s| s.starts_with(agent))?;
+    let line = section.lines().find(|l| l.trim_start().starts_with(label))?;
+    line.split_whitespace().find(|w| matches!(*w, "allowed" | "denied" | "refused"))
+}
+
+#[test]
+fn demo_shows_the_matrix_and_the_credentials_checks() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-pep"))
+        .arg("demo")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let expect = [
+        ("trusted-agent", "execute_command", "allowed"),
+        ("trusted-agent", "fetch_url", "allowed"),
+        ("trusted-agent", "read_file {\"path\":\"/workspace/../etc/shadow\"}", "denied"),
+        ("semi-trusted-agent", "query_database", "allowed"),
+        ("semi-trusted-agent", "write_file", "denied"),
+        ("semi-trusted-agent", "execute_command", "denied"),
+        ("untrusted-agent", "read_file {\"path\":\"/workspace/README.md\"}", "allowed"),
+        ("untrusted-agent", "call_api", "denied"),
+        ("credentials", "token + fresh proof", "allowed"),
+        ("credentials", "the same proof replayed", "refused"),
+        ("credentials", "the token with another key's proof", "refused"),
+    ];
+    for (agent, label, want) in expect {
+        assert_eq!(verdict(&text, agent, label), Some(want), "{agent} / {label} in:\n{text}");
+    }
+    // tools/list is filtered per caller.
+    assert!(text.contains("1 tools: read_file"), "untrusted list not filtered:\n{text}");
+}
