@@ -1,10 +1,12 @@
-//! The admin listener: `/metrics`, `/healthz` (process up), `/readyz` (policy loaded).
+//! The admin listener: `/metrics`, `/healthz` (process up), `/readyz` (policy loaded and,
+//! when credentials are checked, the issuers' signing keys fetched).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 
+use crate::auth::config::AuthSettings;
 use crate::body::{Body, full, text_response};
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
@@ -13,6 +15,8 @@ use crate::policy::PolicyStore;
 pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub policies: Arc<PolicyStore>,
+    /// When credentials are checked, readiness also needs the issuers' keys.
+    pub auth: Option<Arc<AuthSettings>>,
 }
 
 impl Admin {
@@ -28,8 +32,13 @@ impl Admin {
                 resp
             }
             "/healthz" => text_response(StatusCode::OK, "ok\n"),
-            "/readyz" if self.policies.is_ready() => text_response(StatusCode::OK, "ready\n"),
-            "/readyz" => text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: no policy loaded\n"),
+            "/readyz" if !self.policies.is_ready() => {
+                text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: no policy loaded\n")
+            }
+            "/readyz" if self.auth.as_ref().is_some_and(|a| !a.tokens.is_ready()) => {
+                text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: issuer signing keys not fetched\n")
+            }
+            "/readyz" => text_response(StatusCode::OK, "ready\n"),
             _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
         }
     }

@@ -16,6 +16,9 @@ use crate::policy::PolicyStore;
 use crate::policy::reload::PolicyReloader;
 use crate::proxy::{build_stack, stack::ProxyService};
 
+/// How often to retry fetching issuer keys that are still missing.
+const KEY_RETRY: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
@@ -75,7 +78,7 @@ impl Server {
             mcp,
             admin,
             service,
-            admin_service: Admin { metrics, policies },
+            admin_service: Admin { metrics, policies, auth: settings.stack.auth.clone() },
             options: settings.listener,
             reloader: None,
         })
@@ -102,6 +105,20 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         // Dropping the sender stops the reloader too, should `run` itself be dropped.
         let (stop_reloader, reloader_stopped) = watch::channel(false);
+        let keys_task = self.admin_service.auth.clone().map(|auth| {
+            let mut stopped = reloader_stopped.clone();
+            tokio::spawn(async move {
+                // Fetch the issuers' keys before the first request needs them, and keep
+                // trying while any is missing (`/readyz` says so meanwhile).
+                while !auth.tokens.is_ready() {
+                    auth.tokens.prefetch().await;
+                    tokio::select! {
+                        _ = stopped.wait_for(|s| *s) => return,
+                        () = tokio::time::sleep(KEY_RETRY) => {}
+                    }
+                }
+            })
+        });
         let reload_task = self.reloader.map(|(reloader, interval)| {
             let mut stopped = reloader_stopped;
             tokio::spawn(reloader.run(interval, async move {
@@ -127,6 +144,9 @@ impl Server {
         listener::serve(self.mcp, self.service, self.options, shutdown).await;
         let _ = stop_admin.send(true);
         if let Some(task) = admin_task {
+            let _ = task.await;
+        }
+        if let Some(task) = keys_task {
             let _ = task.await;
         }
         if let Some(task) = reload_task {

@@ -1187,3 +1187,81 @@ fn check_config_refuses_an_unknown_dpop_mode() {
     assert!(output.contains("auth.dpop"), "key not named: {output}");
     assert!(output.contains("maybe"), "value not named: {output}");
 }
+
+// ---------------------------------------------------------------------------------
+// Remote keys: OIDC discovery, readiness, the issuer down
+// ---------------------------------------------------------------------------------
+
+/// An identity provider on 127.0.0.1 serving discovery and the JWKS it is told to.
+async fn identity_provider(jwks: std::sync::Arc<std::sync::Mutex<Value>>) -> TestUpstream {
+    let issuer_url = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    let url_for_handler = issuer_url.clone();
+    let idp = TestUpstream::start(move |req| {
+        let jwks = jwks.lock().expect("jwks lock").to_string();
+        let issuer = url_for_handler.get().cloned().unwrap_or_default();
+        async move {
+            let body = match req.uri.path() {
+                "/.well-known/openid-configuration" => {
+                    json!({"issuer": issuer, "jwks_uri": format!("{issuer}/certs")}).to_string()
+                }
+                "/certs" => jwks,
+                _ => "{}".into(),
+            };
+            let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+            resp.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+            resp.map(|b| http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(b, |e| match e {})))
+        }
+    })
+    .await;
+    let _ = issuer_url.set(format!("http://{}", idp.addr));
+    idp
+}
+
+#[tokio::test]
+async fn keys_found_by_oidc_discovery_verify_tokens_and_gate_readiness() {
+    let jwks = std::sync::Arc::new(std::sync::Mutex::new(json!({"keys": []})));
+    let idp = identity_provider(jwks.clone()).await;
+    let issuer = format!("http://{}", idp.addr);
+    let fx = Fixture::start_with(|c| {
+        c.auth.issuers = vec![IssuerConfig { issuer: issuer.clone(), jwks_uri: None, jwks_file: None }];
+        c.auth.jwks_min_refresh_s = 0;
+    })
+    .await;
+    // The provider has no keys yet: not ready, and a token cannot be checked (503, no
+    // challenge blaming the token).
+    assert_eq!(fx.proxy.admin_get("/readyz").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    let mut claims = fx.claims();
+    claims["iss"] = json!(issuer);
+    let token = fx.token(&claims);
+    let reply = fx.call_honest(&token).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.text());
+    assert!(reply.header("www-authenticate").is_none(), "an outage must not challenge the token");
+
+    // The provider publishes the key: the next request fetches it, readiness follows.
+    let mut jwk = fx.issuer.jwk();
+    jwk["kid"] = json!(ES_KID);
+    *jwks.lock().expect("jwks lock") = json!({"keys": [jwk]});
+    fx.assert_forwarded(&fx.call_honest(&token).await, 1).await;
+    assert_eq!(fx.proxy.admin_get("/readyz").await.status, StatusCode::OK);
+    fx.proxy.stop().await;
+    idp.stop();
+}
+
+#[tokio::test]
+async fn issuer_down_is_503_and_not_ready() {
+    // A port nobody listens on: bind, note it, release it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let fx = Fixture::start_with(|c| {
+        c.auth.issuers = vec![IssuerConfig { issuer: issuer.clone(), jwks_uri: None, jwks_file: None }];
+    })
+    .await;
+    let mut claims = fx.claims();
+    claims["iss"] = json!(issuer);
+    let reply = fx.call_honest(&fx.token(&claims)).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.text());
+    assert!(reply.header("www-authenticate").is_none());
+    assert!(fx.upstream.requests().is_empty());
+    assert_eq!(fx.proxy.admin_get("/readyz").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    fx.proxy.stop().await;
+}

@@ -30,6 +30,8 @@ pub enum JwksError {
     Fetch { uri: String, reason: String },
     #[error("discovery document of {0} has no jwks_uri or another issuer")]
     Discovery(String),
+    #[error("no signing keys could be fetched yet")]
+    Unavailable,
 }
 
 type Keys = HashMap<String, DecodingKey>;
@@ -54,6 +56,22 @@ impl KeySource {
         match self {
             KeySource::Static(keys) => Ok(keys.get(kid).cloned()),
             KeySource::Remote(remote) => remote.key(kid).await,
+        }
+    }
+
+    /// Whether verification can work: static keys, or remote keys fetched once.
+    pub fn is_ready(&self) -> bool {
+        match self {
+            KeySource::Static(_) => true,
+            KeySource::Remote(remote) => remote.has_keys(),
+        }
+    }
+
+    /// Fetches remote keys now (no-op for static keys).
+    pub async fn prefetch(&self) -> Result<(), JwksError> {
+        match self {
+            KeySource::Static(_) => Ok(()),
+            KeySource::Remote(remote) => remote.prefetch().await,
         }
     }
 
@@ -128,7 +146,23 @@ impl RemoteJwks {
 
     async fn refresh_for(&self, kid: &str) -> Result<Option<DecodingKey>, JwksError> {
         self.fetch(true).await?;
-        Ok(self.keys.load().get(kid).cloned())
+        let keys = self.keys.load();
+        if keys.is_empty() {
+            // Nothing was ever fetched (the last try failed within `min_refresh`): the
+            // issuer is unavailable, the token is not at fault.
+            return Err(JwksError::Unavailable);
+        }
+        Ok(keys.get(kid).cloned())
+    }
+
+    /// Whether keys were fetched at least once.
+    pub fn has_keys(&self) -> bool {
+        !self.keys.load().is_empty()
+    }
+
+    /// Fetches now unless a fetch happened within `min_refresh` (startup, readiness).
+    pub async fn prefetch(&self) -> Result<(), JwksError> {
+        self.fetch(false).await
     }
 
     /// Fetches the JWKS unless another fetch happened within `min_refresh`.

@@ -49,6 +49,12 @@ impl CredentialsError {
         }
     }
 
+    /// Our side failed (the issuer's keys are unreachable): the client's token may be
+    /// fine, so no challenge tells it otherwise.
+    fn is_unavailable(&self) -> bool {
+        matches!(self, CredentialsError::Token(TokenError::Keys(_)))
+    }
+
     fn challenge(&self) -> (StatusCode, ChallengeError) {
         match self {
             CredentialsError::Missing => (StatusCode::UNAUTHORIZED, ChallengeError::Missing),
@@ -168,8 +174,18 @@ impl Credentials {
     }
 
     fn refusal(&self, e: &CredentialsError) -> Rejection {
-        let (status, challenge) = e.challenge();
         let description = e.to_string();
+        if e.is_unavailable() {
+            tracing::warn!(error = %description, "cannot verify credentials: issuer keys unavailable");
+            return Rejection::new(
+                Stage::Credentials,
+                e.reason(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::UNAUTHENTICATED,
+                "credentials cannot be verified right now",
+            );
+        }
+        let (status, challenge) = e.challenge();
         tracing::info!(reason = e.reason(), error = %description, "credentials refused");
         let mut rejection =
             Rejection::new(Stage::Credentials, e.reason(), status, code::UNAUTHENTICATED, description.clone())

@@ -112,6 +112,20 @@ impl TokenVerifier {
         self.issuers.iter().map(|i| i.issuer.as_str())
     }
 
+    /// Every issuer's keys are available (for `/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.issuers.iter().all(|i| i.keys.is_ready())
+    }
+
+    /// Fetches every remote JWKS that has no keys yet; failures are logged.
+    pub async fn prefetch(&self) {
+        for issuer in self.issuers.iter().filter(|i| !i.keys.is_ready()) {
+            if let Err(e) = issuer.keys.prefetch().await {
+                tracing::warn!(issuer = %issuer.issuer, error = %e, "signing keys not available yet");
+            }
+        }
+    }
+
     /// Verifies `token` (the value after `DPoP ` or `Bearer `).
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         let now = unix_now();

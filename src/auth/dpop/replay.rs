@@ -9,18 +9,19 @@
 //! default) — because accepting a proof we could not remember would make it replayable.
 //!
 //! The map is split into shards, each behind its own mutex, so concurrent requests rarely
-//! contend (the same layout `dashmap` uses; a plain `Mutex<HashMap>` per shard keeps the
-//! dependency tree free of a second `hashbrown` and lets expiry and the cap be enforced under
-//! the shard's own lock). The shard is chosen with a per-process random hash, so a client
-//! cannot grind `jti`s that all land in one shard and exhaust it 16 times faster. Expired
-//! entries are swept from a shard when its earliest expiry has passed, i.e. at most once
-//! per second per shard, each sweep O(entries in that shard).
+//! contend. That is the layout `dashmap` has, written out here because the cache needs
+//! "sweep this shard if due, check its count, insert" as one step under one lock, which
+//! `dashmap` does not expose: with it, the cap would be a global counter raced by inserts
+//! and expiry a separate pass over every shard. Each shard holds `capacity / shards`
+//! entries. The shard is chosen with a per-process random hash, so a client cannot grind
+//! `jti`s that all land in one shard and fill it 16 times faster. Expired entries are swept
+//! from a shard when its earliest expiry has passed, i.e. at most once per second per
+//! shard, each sweep O(entries in that shard).
 
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::{Mutex, PoisonError};
-
-use std::collections::hash_map::RandomState;
 
 /// Why a proof could not be recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
