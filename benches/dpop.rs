@@ -74,6 +74,14 @@ fn verify(c: &mut Criterion) {
             total
         })
     });
+    // Everything but the signature and the cache: parse, JWK validation, thumbprint, `htu`,
+    // `iat`, `ath`, then refused at the `cnf.jkt` step. What a forged proof costs.
+    group.bench_function("refuse_wrong_jkt", |b| {
+        let v = verifier();
+        let other = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+        b.iter(|| v.verify(&proofs[0], "POST", URI, Some(TOKEN), Some(other), now).is_err())
+    });
+    // A replay is found after the signature check (only verified proofs touch the cache).
     group.bench_function("refuse_replayed_proof", |b| {
         let v = verifier();
         let p = &proofs[0];

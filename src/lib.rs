@@ -3,11 +3,12 @@
 //! The request path is one module per stage, dependencies pointing one way:
 //!
 //! ```text
-//! listener → identity → mcp (inspection) → policy → proxy (upstream)
+//! listener → identity → auth (credentials) → mcp (inspection) → policy → proxy (upstream)
 //! ```
 //!
-//! `context` holds the types the stages hand each other as request extensions and
-//! imports no stage; `proxy::stack` is the one place where the stages are composed.
+//! `context` holds the types the stages hand each other as request extensions; it, and
+//! `error`, `body`, `stage` and `strict_json`, import no stage. `proxy::stack` is the one
+//! place where the stages are composed.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 // A `Rejection` is built once per refused request and carries the whole answer; its
@@ -30,3 +31,4 @@ pub mod policy;
 pub mod proxy;
 pub mod server;
 pub mod stage;
+pub mod strict_json;

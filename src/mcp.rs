@@ -4,7 +4,8 @@ pub mod inspect;
 pub mod jsonrpc;
 pub mod list;
 pub mod sse;
-pub mod strict_json;
+// Shared with the credentials stage; re-exported where inspection first used it.
+pub use crate::strict_json;
 
 pub use inspect::{InspectLimits, InspectStage};
 pub use jsonrpc::{InspectError, parse_body};

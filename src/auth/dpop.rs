@@ -32,7 +32,7 @@ use data_encoding::BASE64URL_NOPAD;
 use serde_json::{Map, Value};
 
 use crate::auth::jwk::{JwkError, PublicJwk, SigAlg};
-use crate::mcp::strict_json::{self, StrictJsonError};
+use crate::strict_json::{self, StrictJsonError};
 
 pub use nonce::{NonceRejection, NonceSource, RngError};
 use replay::{ReplayCache, ReplayRejection};

@@ -151,7 +151,7 @@ const MAX_JWK_DEPTH: usize = 4;
 impl PublicJwk {
     /// Parses a JWK document, refusing duplicate keys like every JSON reader here does.
     pub fn parse(text: &str) -> Result<Self, JwkError> {
-        let value = crate::mcp::strict_json::parse(text.as_bytes(), MAX_JWK_DEPTH).map_err(|_| JwkError::Json)?;
+        let value = crate::strict_json::parse(text.as_bytes(), MAX_JWK_DEPTH).map_err(|_| JwkError::Json)?;
         Self::from_json(&value)
     }
 

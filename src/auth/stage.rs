@@ -190,12 +190,11 @@ impl Credentials {
         let mut rejection =
             Rejection::new(Stage::Credentials, e.reason(), status, code::UNAUTHENTICATED, description.clone())
                 .with_header(header::WWW_AUTHENTICATE, self.challenges.header(challenge, &description));
-        if challenge == ChallengeError::UseDpopNonce {
-            if let Some(nonce) = self.settings.dpop.nonce_source() {
-                if let Ok(value) = HeaderValue::from_str(&nonce.issue(SystemTime::now())) {
-                    rejection = rejection.with_header(HeaderName::from_static("dpop-nonce"), value);
-                }
-            }
+        if challenge == ChallengeError::UseDpopNonce
+            && let Some(nonce) = self.settings.dpop.nonce_source()
+            && let Ok(value) = HeaderValue::from_str(&nonce.issue(SystemTime::now()))
+        {
+            rejection = rejection.with_header(HeaderName::from_static("dpop-nonce"), value);
         }
         rejection
     }

@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use super::jwks::{JwksError, KeySource};
 use crate::context::VerifiedToken;
-use crate::mcp::strict_json;
+use crate::strict_json;
 
 /// Asymmetric algorithms only; RS256 is Keycloak's default.
 pub const DEFAULT_ALGORITHMS: &[Algorithm] =
@@ -142,7 +142,8 @@ impl TokenVerifier {
         Ok(verified)
     }
 
-    async fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+    /// [`Self::verify`] without the cache (benchmarks).
+    pub async fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         // 1. Strict header and payload, configured issuer.
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())

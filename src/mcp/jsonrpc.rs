@@ -6,9 +6,9 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Map, Value};
 
-use super::strict_json::{self, StrictJsonError};
 use crate::context::{JsonRpcId, McpMessage, McpRequest, MessageKind};
 use crate::error::{Rejection, Stage, code};
+use crate::strict_json::{self, StrictJsonError};
 
 /// The first protocol version that forbids JSON-RPC batches.
 const NO_BATCH_SINCE: &str = "2025-06-18";
@@ -126,15 +126,15 @@ pub fn parse_body(body: Bytes, headers: PostHeaders, max_depth: usize) -> Result
 
 fn check_method_headers(message: &McpMessage, headers: &PostHeaders) -> Result<(), InspectError> {
     let mismatch = |header| InspectError::HeaderMismatch { header, id: message.id.clone() };
-    if let Some(method) = &headers.mcp_method {
-        if message.method.as_deref() != Some(method.as_str()) {
-            return Err(mismatch("Mcp-Method"));
-        }
+    if let Some(method) = &headers.mcp_method
+        && message.method.as_deref() != Some(method.as_str())
+    {
+        return Err(mismatch("Mcp-Method"));
     }
-    if let Some(name) = &headers.mcp_name {
-        if message.target.as_deref() != Some(name.as_str()) {
-            return Err(mismatch("Mcp-Name"));
-        }
+    if let Some(name) = &headers.mcp_name
+        && message.target.as_deref() != Some(name.as_str())
+    {
+        return Err(mismatch("Mcp-Name"));
     }
     Ok(())
 }

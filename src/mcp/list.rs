@@ -10,8 +10,8 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::strict_json::{self, StrictJsonError};
 use crate::context::JsonRpcId;
+use crate::strict_json::{self, StrictJsonError};
 
 /// Which list a request asks for, and how its items are named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
