@@ -557,11 +557,12 @@ async fn sse_events_before_the_answer_are_not_held_back() {
 }
 
 #[tokio::test]
-async fn sse_list_answer_for_another_id_is_not_filtered() {
+async fn sse_list_answers_under_other_ids_are_filtered_too() {
     let other_number = b"data: {\"jsonrpc\":\"2.0\",\"id\":99,\"result\":{\"tools\":[{\"name\":\"secret_99\"}]}}\n\n";
     let other_string =
         b"data: {\"jsonrpc\":\"2.0\",\"id\":\"21\",\"result\":{\"tools\":[{\"name\":\"secret_s\"}]}}\n\n";
-    // A list answer to 99 and one to the string "21" are not the answer to 21.
+    // The TypeScript SDK matches ids by Number(id): "21" answers request 21 for it. Any
+    // list result on the stream is filtered, whatever its id.
     let stream = [PRIMING, other_number, other_string, &answer_event(ANSWER_DATA), AFTER].concat();
     let upstream = sse_upstream(vec![Bytes::from(stream)], None, Vec::new()).await;
     let proxy = start(&upstream, LIST_POLICY).await;
@@ -570,7 +571,9 @@ async fn sse_list_answer_for_another_id_is_not_filtered() {
     let mut body = resp.into_body();
     let mut seen = Vec::new();
     read_to_end(&mut body, &mut seen).await;
-    let want = [PRIMING, other_number, other_string, &answer_event(ANSWER_FILTERED), AFTER].concat();
+    let filtered_number: &[u8] = b"data: {\"jsonrpc\":\"2.0\",\"id\":99,\"result\":{\"tools\":[]}}\n\n";
+    let filtered_string: &[u8] = b"data: {\"jsonrpc\":\"2.0\",\"id\":\"21\",\"result\":{\"tools\":[]}}\n\n";
+    let want = [PRIMING, filtered_number, filtered_string, &answer_event(ANSWER_FILTERED), AFTER].concat();
     assert_eq!(text(&seen), text(&want));
     proxy.stop().await;
 }

@@ -139,10 +139,19 @@ fn filter_one(
 ) -> Result<Option<String>, ListError> {
     let Ok(envelope) = serde_json::from_str::<Envelope<'_>>(message) else { return Ok(None) };
     let (Some(raw_id), Some(result)) = (envelope.id, envelope.result) else { return Ok(None) };
-    let Some(target) = targets.iter().find(|t| same_id(raw_id.get(), &t.id)) else { return Ok(None) };
+    let exact = targets.iter().find(|t| same_id(raw_id.get(), &t.id));
+    let Ok(members) = serde_json::from_str::<ResultMembers<'_>>(result.get()) else {
+        return match exact {
+            Some(target) => Err(ListError::NoItems(target.kind.items_key())),
+            None => Ok(None),
+        };
+    };
+    let members = members.0;
+    // Clients match ids loosely (the TypeScript SDK by `Number(id)`: "1", 1.0 and 1e0 all
+    // answer request 1), so a list result under any other id is filtered too.
+    let has = |t: &&ListTarget| members.iter().any(|(k, _)| k == t.kind.items_key());
+    let Some(target) = exact.or_else(|| targets.iter().find(has)) else { return Ok(None) };
     let key = target.kind.items_key();
-    let members: Vec<(Cow<'_, str>, &RawValue)> =
-        serde_json::from_str::<ResultMembers<'_>>(result.get()).map_err(|_| ListError::NoItems(key))?.0;
     let items_raw = members.iter().find(|(k, _)| k == key).map(|(_, v)| *v).ok_or(ListError::NoItems(key))?;
     let items: Vec<&RawValue> = serde_json::from_str(items_raw.get()).map_err(|_| ListError::NoItems(key))?;
     let kept: Vec<&str> = items
@@ -230,17 +239,15 @@ mod tests {
 
     #[test]
     fn other_messages_pass() {
-        let other_id = r#"{"jsonrpc":"2.0","id":4,"result":{"tools":[{"name":"secret"}]}}"#;
-        assert_eq!(filter_message(other_id, &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
         let error = r#"{"jsonrpc":"2.0","id":3,"error":{"code":-1,"message":"m"}}"#;
         assert_eq!(filter_message(error, &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
         assert_eq!(filter_message("", &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
         assert_eq!(filter_message(" \n", &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
         let notification = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#;
         assert_eq!(filter_message(notification, &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
-        // A string id "3" is not the number 3.
-        let string_id = r#"{"jsonrpc":"2.0","id":"3","result":{"tools":[{"name":"secret"}]}}"#;
-        assert_eq!(filter_message(string_id, &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
+        // A result without the list's items is not a list answer, whatever its id.
+        let other_result = r#"{"jsonrpc":"2.0","id":4,"result":{"content":[{"name":"secret"}]}}"#;
+        assert_eq!(filter_message(other_result, &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap(), None);
     }
 
     #[test]
@@ -255,8 +262,19 @@ mod tests {
             out,
             r#"[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"}]}}, {"jsonrpc":"2.0","id":2,"result":{}},{"jsonrpc":"2.0","id":3,"result":{"prompts":[{"name":"b"}]}}]"#
         );
-        let unrelated = r#"[{"jsonrpc":"2.0","id":9,"result":{"tools":[{"name":"x"}]}}]"#;
+        let unrelated = r#"[{"jsonrpc":"2.0","id":9,"result":{"other":[{"name":"x"}]}}]"#;
         assert_eq!(filter_payload(unrelated, &targets, |_, name| keep_ab(name)).unwrap(), None);
+    }
+
+    #[test]
+    fn list_results_under_loosely_equal_or_other_ids_are_filtered() {
+        // The TypeScript SDK reads "3", 3.0 and 3e0 as the answer to request 3.
+        for id in [r#""3""#, "3.0", "3e0", "4"] {
+            let msg =
+                format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":[{{"name":"secret"}},{{"name":"a"}}]}}}}"#);
+            let out = filter_message(&msg, &JsonRpcId::Number(3), ListKind::Tools, keep_ab).unwrap();
+            assert_eq!(out.as_deref(), Some(msg.replace(r#"{"name":"secret"},"#, "").as_str()), "id {id}");
+        }
     }
 
     #[test]

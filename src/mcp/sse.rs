@@ -66,7 +66,8 @@ impl EventSplitter {
 }
 
 fn lines(raw: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    let mut rest = raw;
+    // A byte order mark opens a stream; clients skip it, so do we.
+    let mut rest = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
@@ -113,11 +114,12 @@ pub fn event_data(raw: &[u8]) -> Option<String> {
 }
 
 /// The same event with its data replaced: `id:`, `event:`, `retry:` and comments stay
-/// in place, the data lines become one `data:` line per line of `data`.
+/// in place, the data lines become one `data:` line per line of `data`; every line ends
+/// in `\n`.
 pub fn replace_data(raw: &[u8], data: &str) -> Bytes {
     let mut out = Vec::with_capacity(raw.len());
     let mut written = false;
-    for (line, terminator) in lines(raw) {
+    for (line, _) in lines(raw) {
         if line.is_empty() {
             continue;
         }
@@ -132,8 +134,10 @@ pub fn replace_data(raw: &[u8], data: &str) -> Bytes {
             }
             continue;
         }
+        // One line ending throughout: a kept `\r` followed by our `\n` would read as one
+        // `\r\n` and the event would lose its closing empty line.
         out.extend_from_slice(line);
-        out.extend_from_slice(if terminator.is_empty() { b"\n" } else { terminator });
+        out.push(b'\n');
     }
     out.push(b'\n');
     Bytes::from(out)
@@ -167,12 +171,16 @@ mod tests {
         assert_eq!(event_data(b": comment\nretry: 10\n\n"), None);
         assert_eq!(event_data(b"data\n\n").as_deref(), Some(""));
         assert_eq!(event_data(b"data\ndata: x\n\n").as_deref(), Some("\nx"));
+        assert_eq!(event_data(b"\xEF\xBB\xBFdata: x\n\n").as_deref(), Some("x"));
     }
 
     #[test]
     fn replaces_data_keeping_other_fields() {
         let out = replace_data(b"id: 7\r\nevent: message\r\ndata: old\r\ndata: more\r\nretry: 5\r\n\r\n", "new");
-        assert_eq!(&out[..], b"id: 7\r\nevent: message\r\ndata: new\nretry: 5\r\n\n");
+        assert_eq!(&out[..], b"id: 7\nevent: message\ndata: new\nretry: 5\n\n");
+        // CR-only events stay one event (the fuzzer's sse_reframe find).
+        let out = replace_data(b"data: old\rid: 7\r\r", "new");
+        assert_eq!(&out[..], b"data: new\nid: 7\n\n");
     }
 
     #[test]

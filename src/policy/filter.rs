@@ -232,15 +232,9 @@ impl SseListFilter {
                             Err(e) => Some(decider.error_event(&event, &e.to_string())),
                         },
                     };
-                    // A single list answer ends the filtering; a batch's answers may
-                    // come in several events, so its whole stream is read.
-                    let answered = replaced.is_some() && !decider.batch;
+                    // The whole stream is read: a list result under another id could be
+                    // taken for the answer by a client that matches ids loosely.
                     self.pending.push_back(replaced.unwrap_or(event));
-                    if answered {
-                        self.decider = None;
-                        self.pending.push_back(self.splitter.take_remainder());
-                        return;
-                    }
                 }
                 Ok(None) => return,
                 Err(e) => {
