@@ -824,3 +824,21 @@ async fn sse_list_answer_with_invalid_utf8_does_not_reveal_denied_items() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn sse_stream_opening_with_a_byte_order_mark_is_still_filtered() {
+    // Clients skip a BOM at the start of the stream and read the first event's data.
+    const BOM: &[u8] = b"\xEF\xBB\xBF";
+    // The data line comes first, so the BOM sits right before its field name.
+    let answer = format!("data: {ANSWER_DATA}\nid: 7\n\n").into_bytes();
+    let stream = [BOM, &answer, AFTER].concat();
+    let upstream = sse_upstream(vec![Bytes::from(stream)], None, Vec::new()).await;
+    let proxy = start(&upstream, LIST_POLICY).await;
+    let resp = post_streaming(&proxy, list_request(json!(21), "tools/list")).await;
+    let mut body = resp.into_body();
+    let mut seen = Vec::new();
+    read_to_end(&mut body, &mut seen).await;
+    assert!(!text(&seen).contains("secret"), "a BOM let the list through: {:?}", text(&seen));
+    assert!(seen.starts_with(BOM), "the BOM itself is passed on");
+    proxy.stop().await;
+}

@@ -212,10 +212,12 @@ fn check_single(msg: &str, value: &Value, id: JsonRpcId, kind: ListKind) {
         (Ok(a), Ok(b)) => assert_eq!(a.is_some(), b.is_some(), "whether it answers depends on keep"),
         _ => panic!("keep decided between refusal and answer: {all:?} / {none:?}"),
     }
+    // A list result is filtered whatever its id (clients match ids loosely): under another
+    // id the answer is the same, except that a result without items is then nobody's.
     match (&other, &all) {
-        (Ok(None), _) => {}
-        (Err(e), Err(f)) => assert_eq!(e, f),
-        _ => panic!("answered for another id: {other:?}"),
+        (a, b) if a == b => {}
+        (Ok(None), Err(_)) => {}
+        _ => panic!("another id changed the answer: {other:?} / {all:?}"),
     }
     let (Ok(Some(out_all)), Ok(Some(out_none))) = (all, none) else {
         assert!(asked.is_empty(), "keep was asked about a message that is not answered");

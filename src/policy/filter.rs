@@ -20,7 +20,7 @@ use crate::body::{Body, BodyError, boxed, full};
 use crate::context::{DecisionId, JsonRpcId, McpRequest, MessageKind, PeerIdentity, VerifiedToken};
 use crate::error::{Rejection, Stage, code};
 use crate::mcp::list::{ListError, ListKind, ListTarget, filter_payload};
-use crate::mcp::sse::{EventSplitter, event_data, replace_data};
+use crate::mcp::sse::{BOM, EventSplitter, event_data, replace_data};
 use crate::metrics::Metrics;
 use crate::stage::{Next, PipelineStage, StageFuture};
 
@@ -111,6 +111,7 @@ impl ListDecider {
                     pending: VecDeque::new(),
                     decider: Some(self),
                     inner_done: false,
+                    at_start: true,
                 };
                 Ok(Response::from_parts(parts, boxed(filtered)))
             }
@@ -215,6 +216,8 @@ struct SseListFilter {
     /// `None` once the list answer went by: the rest of the stream is passed raw.
     decider: Option<ListDecider>,
     inner_done: bool,
+    /// No event was read yet.
+    at_start: bool,
 }
 
 impl SseListFilter {
@@ -222,7 +225,11 @@ impl SseListFilter {
         let Some(decider) = &self.decider else { return };
         loop {
             match self.splitter.next_event() {
-                Ok(Some(event)) => {
+                Ok(Some(mut event)) => {
+                    // Clients skip a byte order mark at the start of the stream.
+                    if std::mem::take(&mut self.at_start) && event.starts_with(BOM) {
+                        self.pending.push_back(event.split_to(BOM.len()));
+                    }
                     let replaced = match event_data(&event) {
                         None => None,
                         Some(data) => match decider.filter_text(&data) {
