@@ -14,35 +14,6 @@ use hyper_util::rt::TokioIo;
 use support::*;
 use tokio::sync::oneshot;
 
-/// Reads frames until `body` holds `needle` or `limit` elapses (then panics: a buffering
-/// proxy fails here instead of hanging the test).
-async fn read_until(body: &mut hyper::body::Incoming, seen: &mut Vec<u8>, needle: &[u8], limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while !seen.windows(needle.len()).any(|w| w == needle) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let frame = tokio::time::timeout(left, body.frame()).await.unwrap_or_else(|_| {
-            panic!(
-                "{:?} not received within {limit:?}; got so far: {:?}",
-                String::from_utf8_lossy(needle),
-                String::from_utf8_lossy(seen)
-            )
-        });
-        match frame {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    seen.extend_from_slice(&data);
-                }
-            }
-            Some(Err(e)) => panic!("stream failed before {needle:?}: {e}"),
-            None => panic!(
-                "stream ended before {:?}; got: {:?}",
-                String::from_utf8_lossy(needle),
-                String::from_utf8_lossy(seen)
-            ),
-        }
-    }
-}
-
 #[tokio::test]
 async fn allowed_call_reaches_upstream_with_original_bytes_and_answer_comes_back() {
     let upstream = TestUpstream::start(|_| async {

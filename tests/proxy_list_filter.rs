@@ -7,7 +7,7 @@ mod support;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -130,35 +130,6 @@ fn chunks_at(stream: &[u8], cuts: &[usize]) -> Vec<Bytes> {
 /// POSTs `body` and returns the response with its body still streaming.
 async fn post_streaming(proxy: &TestProxy, body: String) -> Response<Incoming> {
     send_raw(post_request(&proxy.url(), full_body(body), &[])).await.expect("response headers")
-}
-
-/// Reads frames until `seen` holds `needle` or `limit` elapses (then panics: a buffering
-/// proxy fails here instead of hanging the test).
-async fn read_until(body: &mut Incoming, seen: &mut Vec<u8>, needle: &[u8], limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while !seen.windows(needle.len()).any(|w| w == needle) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let frame = tokio::time::timeout(left, body.frame()).await.unwrap_or_else(|_| {
-            panic!(
-                "{:?} not received within {limit:?}; got so far: {:?}",
-                String::from_utf8_lossy(needle),
-                String::from_utf8_lossy(seen)
-            )
-        });
-        match frame {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    seen.extend_from_slice(&data);
-                }
-            }
-            Some(Err(e)) => panic!("stream failed before {needle:?}: {e}"),
-            None => panic!(
-                "stream ended before {:?}; got: {:?}",
-                String::from_utf8_lossy(needle),
-                String::from_utf8_lossy(seen)
-            ),
-        }
-    }
 }
 
 /// Reads the rest of the stream into `seen`.

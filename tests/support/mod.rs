@@ -130,12 +130,18 @@ impl ProxyBuilder {
         self
     }
 
-    pub async fn start(mut self) -> TestProxy {
+    pub async fn start(self) -> TestProxy {
         let dir = TempDir::new("policy");
         for (name, text) in &self.files {
             dir.write(name, text);
         }
-        self.config.policy.dir = Some(dir.path().to_path_buf());
+        let policy_dir = dir.path().to_path_buf();
+        self.launch(policy_dir, dir).await
+    }
+
+    /// Binds and runs the proxy on `policy_dir`; `dir` lives as long as the proxy.
+    async fn launch(mut self, policy_dir: PathBuf, dir: TempDir) -> TestProxy {
+        self.config.policy.dir = Some(policy_dir);
         let settings = self.config.validate("test").expect("valid test config");
         let server = Server::bind(&settings).await.expect("proxy binds");
         let mcp_addr = server.mcp_addr();
@@ -532,24 +538,37 @@ pub fn rejections(text: &str, stage: &str, reason: &str) -> f64 {
 impl ProxyBuilder {
     /// Starts with `dir` as the policy directory (the builder's files are not written):
     /// for tests that change the policies while the proxy runs.
-    pub async fn start_in(mut self, dir: &Path) -> TestProxy {
-        self.config.policy.dir = Some(dir.to_path_buf());
-        let settings = self.config.validate("test").expect("valid test config");
-        let server = Server::bind(&settings).await.expect("proxy binds");
-        let mcp_addr = server.mcp_addr();
-        let admin_addr = server.admin_addr().expect("admin listener");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
-            let _ = rx.await;
-        }));
-        TestProxy {
-            mcp_addr,
-            admin_addr,
-            path: self.config.mcp_path.clone(),
-            shutdown: Some(tx),
-            task: Some(task),
-            // Nothing is written there; the test owns `dir`.
-            _dir: TempDir::new("unused"),
+    pub async fn start_in(self, dir: &Path) -> TestProxy {
+        // Nothing is written to the builder's own dir; the test owns `dir`.
+        self.launch(dir.to_path_buf(), TempDir::new("unused")).await
+    }
+}
+
+/// Reads frames until `seen` holds `needle` or `limit` elapses (then panics: a buffering
+/// proxy fails here instead of hanging the test).
+pub async fn read_until(body: &mut hyper::body::Incoming, seen: &mut Vec<u8>, needle: &[u8], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !seen.windows(needle.len()).any(|w| w == needle) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = tokio::time::timeout(left, body.frame()).await.unwrap_or_else(|_| {
+            panic!(
+                "{:?} not received within {limit:?}; got so far: {:?}",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(seen)
+            )
+        });
+        match frame {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    seen.extend_from_slice(&data);
+                }
+            }
+            Some(Err(e)) => panic!("stream failed before {needle:?}: {e}"),
+            None => panic!(
+                "stream ended before {:?}; got: {:?}",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(seen)
+            ),
         }
     }
 }
