@@ -1265,3 +1265,40 @@ async fn issuer_down_is_503_and_not_ready() {
     assert_eq!(fx.proxy.admin_get("/readyz").await.status, StatusCode::SERVICE_UNAVAILABLE);
     fx.proxy.stop().await;
 }
+
+#[tokio::test]
+async fn jwks_rotation_is_followed_without_a_restart() {
+    let jwks = std::sync::Arc::new(std::sync::Mutex::new(json!({"keys": []})));
+    let idp = identity_provider(jwks.clone()).await;
+    let issuer = format!("http://{}", idp.addr);
+    let fx = Fixture::start_with(|c| {
+        c.auth.issuers = vec![IssuerConfig { issuer: issuer.clone(), jwks_uri: None, jwks_file: None }];
+        c.auth.jwks_min_refresh_s = 0;
+    })
+    .await;
+    let mut claims = fx.claims();
+    claims["iss"] = json!(issuer);
+    let mut old_jwk = fx.issuer.jwk();
+    old_jwk["kid"] = json!(ES_KID);
+    *jwks.lock().expect("jwks lock") = json!({"keys": [old_jwk]});
+    let old_token = fx.token(&claims);
+    fx.assert_forwarded(&fx.call_honest(&old_token).await, 1).await;
+
+    // The issuer rotates: a new key under a new kid, the old one withdrawn.
+    let new_key = EcKey::generate();
+    let mut new_jwk = new_key.jwk();
+    new_jwk["kid"] = json!("rotated-2");
+    *jwks.lock().expect("jwks lock") = json!({"keys": [new_jwk]});
+    let new_token = jws(&json!({"alg": "ES256", "typ": "JWT", "kid": "rotated-2"}), &claims, Signer::Es(&new_key));
+    fx.assert_forwarded(&fx.call_honest(&new_token).await, 2).await;
+
+    // A token under the withdrawn kid is refused once its verification is not cached.
+    let mut fresh_claims = claims.clone();
+    fresh_claims["jti"] = json!("not-cached");
+    let reply = fx.call_honest(&fx.token(&fresh_claims)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
+    assert!(reply.header("www-authenticate").is_some_and(|h| h.contains("invalid_token")));
+    assert_eq!(fx.upstream.requests().len(), 2);
+    fx.proxy.stop().await;
+    idp.stop();
+}
