@@ -46,6 +46,7 @@ pub struct Metrics {
     pub policy_reloads: IntCounterVec,
     pub list_items: IntCounterVec,
     pub authn_duration: prometheus::Histogram,
+    pub dpop_replay_entries: IntGauge,
     tool_labels: Mutex<HashSet<String>>,
 }
 
@@ -107,6 +108,10 @@ impl Metrics {
                 )
                 .buckets(LATENCY_BUCKETS.to_vec()),
             )?,
+            dpop_replay_entries: IntGauge::new(
+                "dpop_replay_entries",
+                "DPoP proofs remembered against replay (jti, htu); refusals start at the cap.",
+            )?,
             tool_labels: Mutex::new(HashSet::new()),
             registry,
         };
@@ -120,6 +125,7 @@ impl Metrics {
         m.registry.register(Box::new(m.policy_reloads.clone()))?;
         m.registry.register(Box::new(m.list_items.clone()))?;
         m.registry.register(Box::new(m.authn_duration.clone()))?;
+        m.registry.register(Box::new(m.dpop_replay_entries.clone()))?;
         Ok(m)
     }
 

@@ -16,7 +16,8 @@ use crate::policy::PolicyStore;
 use crate::policy::reload::PolicyReloader;
 use crate::proxy::{build_stack, stack::ProxyService};
 
-/// How often to retry fetching issuer keys that are still missing.
+/// How often to retry fetching issuer keys that are still missing, and then to sweep the
+/// DPoP replay cache.
 const KEY_RETRY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +106,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         // Dropping the sender stops the reloader too, should `run` itself be dropped.
         let (stop_reloader, reloader_stopped) = watch::channel(false);
+        let metrics = self.admin_service.metrics.clone();
         let keys_task = self.admin_service.auth.clone().map(|auth| {
             let mut stopped = reloader_stopped.clone();
             tokio::spawn(async move {
@@ -112,6 +114,16 @@ impl Server {
                 // trying while any is missing (`/readyz` says so meanwhile).
                 while !auth.tokens.is_ready() {
                     auth.tokens.prefetch().await;
+                    tokio::select! {
+                        _ = stopped.wait_for(|s| *s) => return,
+                        () = tokio::time::sleep(KEY_RETRY) => {}
+                    }
+                }
+                // Then keep the replay cache swept and its size visible.
+                loop {
+                    auth.dpop.sweep(std::time::SystemTime::now());
+                    let entries = i64::try_from(auth.dpop.replay_entries()).unwrap_or(i64::MAX);
+                    metrics.dpop_replay_entries.set(entries);
                     tokio::select! {
                         _ = stopped.wait_for(|s| *s) => return,
                         () = tokio::time::sleep(KEY_RETRY) => {}

@@ -1302,3 +1302,26 @@ async fn jwks_rotation_is_followed_without_a_restart() {
     fx.proxy.stop().await;
     idp.stop();
 }
+
+#[tokio::test]
+async fn replay_cache_size_is_exported() {
+    let fx = Fixture::start().await;
+    let token = fx.bound_token();
+    fx.assert_forwarded(&fx.call_honest(&token).await, 1).await;
+    fx.assert_forwarded(&fx.call_honest(&token).await, 2).await;
+    // The gauge is refreshed every few seconds by the sweeper.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(12);
+    loop {
+        let metrics = fx.proxy.metrics().await;
+        let value = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("mcp_pep_dpop_replay_entries "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if value == Some(2.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "replay gauge never showed 2: {value:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    fx.proxy.stop().await;
+}
