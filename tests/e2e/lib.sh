@@ -51,6 +51,18 @@ start_everything() {
   fi
 }
 
+# check NAME CMD...: run one test and count it in $passed / $failed (the callers
+# print "N passed, M failed" at the end).
+passed=0 failed=0
+check() {
+  local name="$1"; shift
+  echo "--- $name"
+  if "$@"; then passed=$((passed + 1)); echo "--- $name: PASS"
+  else failed=$((failed + 1)); echo "--- $name: FAIL"; fi
+}
+# fails CMD...: inverts a command's result, for the must-fail cases (output still shown).
+fails() { ! "$@"; }
+
 # e2e_cleanup: TERM every recorded process group, then KILL what is left.
 e2e_cleanup() {
   local pid i alive

@@ -31,14 +31,6 @@ admin="http://127.0.0.1:$admin_port"
 wait_http "$admin/healthz"
 echo "e2e: server-everything $direct, mcp-pep $proxied (admin $admin), logs in $E2E_LOGDIR"
 
-passed=0 failed=0
-check() {
-  local name="$1"; shift
-  echo "--- $name"
-  if "$@"; then passed=$((passed + 1)); echo "--- $name: PASS"
-  else failed=$((failed + 1)); echo "--- $name: FAIL"; fi
-}
-fails() { ! "$@"; }
 # metric_equals NAME_WITH_LABELS N: the admin endpoint shows the sample == N.
 metric_equals() {
   curl -sf "$admin/metrics" | awk -v m="$1" -v n="$2" 'index($0, m" ") == 1 { v = $2; seen = 1 } END { exit !(seen && v == n) }'

@@ -21,16 +21,6 @@ shim="http://127.0.0.1:$shim_port/mcp"
 wait_http "$shim"
 echo "selftest: server-everything at $direct, deny shim at $shim, logs in $E2E_LOGDIR"
 
-passed=0 failed=0
-# check NAME CMD...: run one test, count it.
-check() {
-  local name="$1"; shift
-  echo "--- $name"
-  if "$@"; then passed=$((passed + 1)); echo "--- $name: PASS"
-  else failed=$((failed + 1)); echo "--- $name: FAIL"; fi
-}
-# Inverts a command's result, for the must-fail cases (output still shown).
-fails() { ! "$@"; }
 
 check py-direct "$E2E_PY" py_client.py "$direct"
 check ts-direct "$E2E_NODE" ts_client.mjs "$direct"
