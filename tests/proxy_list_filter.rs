@@ -813,3 +813,20 @@ async fn sse_stream_opening_with_a_byte_order_mark_is_still_filtered() {
     assert!(seen.starts_with(BOM), "the BOM itself is passed on");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn unterminated_last_sse_event_is_filtered_too() {
+    // The stream ends without the event's closing empty line; a lenient reader may still
+    // take it as the answer.
+    let answer = format!("id: 7\ndata: {ANSWER_DATA}\n").into_bytes();
+    let stream = [PRIMING, &answer].concat();
+    let upstream = sse_upstream(vec![Bytes::from(stream)], None, Vec::new()).await;
+    let proxy = start(&upstream, LIST_POLICY).await;
+    let resp = post_streaming(&proxy, list_request(json!(21), "tools/list")).await;
+    let mut body = resp.into_body();
+    let mut seen = Vec::new();
+    read_to_end(&mut body, &mut seen).await;
+    assert!(!text(&seen).contains("secret"), "an unterminated list event leaked: {:?}", text(&seen));
+    assert!(text(&seen).contains("alpha"), "the allowed items are kept: {:?}", text(&seen));
+    proxy.stop().await;
+}

@@ -109,7 +109,7 @@ impl ListDecider {
                     inner: body,
                     splitter: EventSplitter::new(MAX_LIST_BYTES),
                     pending: VecDeque::new(),
-                    decider: Some(self),
+                    decider: self,
                     inner_done: false,
                     at_start: true,
                 };
@@ -207,14 +207,13 @@ impl ListDecider {
     }
 }
 
-/// Passes an SSE stream through event by event; the event answering the list request
-/// is filtered, everything before and after it is forwarded untouched as soon as whole.
+/// Passes an SSE stream through event by event, each forwarded as soon as it is whole;
+/// every event carrying a list result is filtered.
 struct SseListFilter {
     inner: Body,
     splitter: EventSplitter,
     pending: VecDeque<Bytes>,
-    /// `None` once the list answer went by: the rest of the stream is passed raw.
-    decider: Option<ListDecider>,
+    decider: ListDecider,
     inner_done: bool,
     /// No event was read yet.
     at_start: bool,
@@ -222,38 +221,36 @@ struct SseListFilter {
 
 impl SseListFilter {
     fn take_events(&mut self) {
-        let Some(decider) = &self.decider else { return };
         loop {
             match self.splitter.next_event() {
-                Ok(Some(mut event)) => {
-                    // Clients skip a byte order mark at the start of the stream.
-                    if std::mem::take(&mut self.at_start) && event.starts_with(BOM) {
-                        self.pending.push_back(event.split_to(BOM.len()));
-                    }
-                    let replaced = match event_data(&event) {
-                        None => None,
-                        Some(data) => match decider.filter_text(&data) {
-                            Ok(None) => None,
-                            Ok(Some(filtered)) if filtered == data => Some(event.clone()),
-                            Ok(Some(filtered)) => Some(replace_data(&event, &filtered)),
-                            Err(e) => Some(decider.error_event(&event, &e.to_string())),
-                        },
-                    };
-                    // The whole stream is read: a list result under another id could be
-                    // taken for the answer by a client that matches ids loosely.
-                    self.pending.push_back(replaced.unwrap_or(event));
-                }
+                Ok(Some(event)) => self.filter_event(event),
                 Ok(None) => return,
                 Err(e) => {
                     // An event too large to hold: fail closed, end the stream here.
                     tracing::warn!(error = %e, "SSE list stream refused");
-                    self.decider = None;
                     self.inner_done = true;
                     self.splitter.take_remainder();
                     return;
                 }
             }
         }
+    }
+
+    /// Queues `event`, filtered when it carries a list result. The whole stream is read:
+    /// a list result under another id could be taken for the answer by a client that
+    /// matches ids loosely.
+    fn filter_event(&mut self, mut event: Bytes) {
+        // Clients skip a byte order mark at the start of the stream.
+        if std::mem::take(&mut self.at_start) && event.starts_with(BOM) {
+            self.pending.push_back(event.split_to(BOM.len()));
+        }
+        let replaced = event_data(&event).and_then(|data| match self.decider.filter_text(&data) {
+            Ok(None) => None,
+            Ok(Some(filtered)) if filtered == data => None,
+            Ok(Some(filtered)) => Some(replace_data(&event, &filtered)),
+            Err(e) => Some(self.decider.error_event(&event, &e.to_string())),
+        });
+        self.pending.push_back(replaced.unwrap_or(event));
     }
 }
 
@@ -275,7 +272,6 @@ impl http_body::Body for SseListFilter {
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) if this.decider.is_none() => return Poll::Ready(Some(Ok(Frame::data(data)))),
                     Ok(data) => {
                         this.splitter.push(&data);
                         this.take_events();
@@ -285,8 +281,12 @@ impl http_body::Body for SseListFilter {
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                 Poll::Ready(None) => {
                     this.inner_done = true;
-                    // An unterminated last event is not a whole answer: pass it as sent.
-                    this.pending.push_back(this.splitter.take_remainder());
+                    // An unterminated last event is filtered like any other: a lenient
+                    // client may still read it.
+                    let rest = this.splitter.take_remainder();
+                    if !rest.is_empty() {
+                        this.filter_event(rest);
+                    }
                 }
                 Poll::Pending => return Poll::Pending,
             }
