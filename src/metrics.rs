@@ -1,7 +1,7 @@
 //! Prometheus metrics, one registry per proxy instance (tests run several in one process).
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
@@ -47,7 +47,8 @@ pub struct Metrics {
     pub list_items: IntCounterVec,
     pub authn_duration: prometheus::Histogram,
     pub dpop_replay_entries: IntGauge,
-    tool_labels: Mutex<HashSet<String>>,
+    /// Read on every decision, written only for the first 256 names: a read lock.
+    tool_labels: RwLock<HashSet<String>>,
 }
 
 /// Microsecond-scale buckets: policy and inspection live there, upstreams above.
@@ -112,7 +113,7 @@ impl Metrics {
                 "dpop_replay_entries",
                 "DPoP proofs remembered against replay (jti, htu); refusals start at the cap.",
             )?,
-            tool_labels: Mutex::new(HashSet::new()),
+            tool_labels: RwLock::new(HashSet::new()),
             registry,
         };
         m.registry.register(Box::new(m.request_duration.clone()))?;
@@ -139,18 +140,13 @@ impl Metrics {
 
     /// The `tool` label, bounded in cardinality.
     pub fn tool_label(&self, tool: Option<&str>) -> String {
-        let Some(tool) = tool else {
-            return String::new();
-        };
-        let Ok(mut seen) = self.tool_labels.lock() else {
-            return "other".into();
-        };
-        if seen.contains(tool) {
+        let Some(tool) = tool else { return String::new() };
+        if self.tool_labels.read().is_ok_and(|seen| seen.contains(tool)) {
             return tool.to_owned();
         }
         let printable = tool.len() <= 64 && tool.bytes().all(|b| b.is_ascii_graphic());
-        if printable && seen.len() < MAX_TOOL_LABELS {
-            seen.insert(tool.to_owned());
+        let Ok(mut seen) = self.tool_labels.write() else { return "other".into() };
+        if seen.contains(tool) || (printable && seen.len() < MAX_TOOL_LABELS && seen.insert(tool.to_owned())) {
             return tool.to_owned();
         }
         "other".into()
