@@ -173,15 +173,16 @@ pub struct MethodLabel(pub &'static str);
 
 /// An access token whose signature, issuer, audience, lifetime and type were verified.
 /// Built only by the credentials stage (`auth::token`); read by policy and logging.
+/// Cheap to clone (every field shared): the token cache hands out a clone per message.
 #[derive(Clone)]
 pub struct VerifiedToken {
     pub(crate) issuer: Arc<str>,
     pub(crate) subject: Option<Arc<str>>,
     /// `azp` (Keycloak) or `client_id` (RFC 9068).
     pub(crate) client_id: Option<Arc<str>>,
-    pub(crate) scopes: Vec<String>,
+    pub(crate) scopes: Arc<[String]>,
     /// Keycloak `realm_access.roles` and every `resource_access.*.roles`.
-    pub(crate) roles: Vec<String>,
+    pub(crate) roles: Arc<[String]>,
     /// `cnf.jkt`: the thumbprint of the key the token is bound to (DPoP).
     pub(crate) dpop_jkt: Option<Arc<str>>,
     pub(crate) expires_at: u64,

@@ -208,7 +208,8 @@ impl TokenVerifier {
 
 fn verified_token(issuer: &str, claims: Value, dpop_jkt: Option<Arc<str>>) -> VerifiedToken {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(Arc::from);
-    let scopes = claims.get("scope").and_then(Value::as_str).map(|s| s.split_whitespace().map(str::to_owned).collect());
+    let scopes: Option<Vec<String>> =
+        claims.get("scope").and_then(Value::as_str).map(|s| s.split_whitespace().map(str::to_owned).collect());
     let mut roles: Vec<String> = Vec::new();
     let mut push_roles = |v: Option<&Value>| {
         for role in v.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
@@ -228,8 +229,8 @@ fn verified_token(issuer: &str, claims: Value, dpop_jkt: Option<Arc<str>>) -> Ve
         issuer: issuer.into(),
         subject: text(claims.get("sub")),
         client_id: text(claims.get("azp")).or_else(|| text(claims.get("client_id"))),
-        scopes: scopes.unwrap_or_default(),
-        roles,
+        scopes: scopes.unwrap_or_default().into(),
+        roles: roles.into(),
         dpop_jkt,
         expires_at: claims.get("exp").and_then(Value::as_u64).unwrap_or(0),
         claims: Arc::new(claims),
