@@ -1,5 +1,6 @@
-//! The admin listener: `/metrics`, `/healthz` (process up), `/readyz` (policy loaded and,
-//! when credentials are checked, the issuers' signing keys fetched).
+//! The admin listener: `/metrics`, `/healthz` (process up), `/readyz` (policy loaded;
+//! when credentials are checked, the issuers' signing keys fetched; with a SPIFFE
+//! source, the first SVID material installed).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 
 use crate::auth::config::AuthSettings;
 use crate::body::{Body, full, text_response};
+use crate::identity::material::SvidStore;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
 
@@ -17,6 +19,8 @@ pub struct Admin {
     pub policies: Arc<PolicyStore>,
     /// When credentials are checked, readiness also needs the issuers' keys.
     pub auth: Option<Arc<AuthSettings>>,
+    /// With a SPIFFE source, readiness needs its first material.
+    pub svid: Option<Arc<SvidStore>>,
 }
 
 impl Admin {
@@ -37,6 +41,9 @@ impl Admin {
             }
             "/readyz" if self.auth.as_ref().is_some_and(|a| !a.tokens.is_ready()) => {
                 text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: issuer signing keys not fetched\n")
+            }
+            "/readyz" if self.svid.as_ref().is_some_and(|s| !s.has_material()) => {
+                text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: no SVID from the SPIFFE source yet\n")
             }
             "/readyz" => text_response(StatusCode::OK, "ready\n"),
             _ => text_response(StatusCode::NOT_FOUND, "not found\n"),

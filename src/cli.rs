@@ -136,7 +136,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 let server = Server::bind(&settings).await?;
                 // One line on stdout with the bound addresses (ports may be 0 in tests).
                 println!(
-                    "mcp-pep listening mcp=http://{}{} admin={}",
+                    "mcp-pep listening mcp={}://{}{} admin={}",
+                    if settings.identity.mtls { "https" } else { "http" },
                     server.mcp_addr(),
                     settings.stack.mcp_path,
                     server.admin_addr().map_or_else(|| "-".to_owned(), |a| format!("http://{a}"))

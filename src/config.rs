@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{StatusCode, Uri};
@@ -10,6 +11,7 @@ use serde::Deserialize;
 
 use crate::auth::config::{AuthConfig, IssuerConfig};
 use crate::context::IdentitySource;
+use crate::identity::config::{IdentityConfig, IdentitySettings};
 use crate::identity::parse_spiffe_id;
 use crate::listener::ListenerOptions;
 use crate::mcp::InspectLimits;
@@ -39,6 +41,9 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     pub url: Option<String>,
+    /// The tool server's SPIFFE ID; required for an `https://` URL (mTLS with the
+    /// sidecar's SVID, the server verified against its trust domain's bundle).
+    pub spiffe_id: Option<String>,
     pub connect_timeout_ms: u64,
     pub response_header_timeout_ms: u64,
     pub pool_idle_timeout_ms: u64,
@@ -62,13 +67,6 @@ pub struct LimitsConfig {
     pub max_body_bytes: usize,
     pub max_json_depth: usize,
     pub max_connections: usize,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IdentityConfig {
-    /// SPIFFE ID given to callers on the loopback interface (the sidecar's own pod).
-    pub local_spiffe_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +101,7 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
             url: None,
+            spiffe_id: None,
             connect_timeout_ms: 5_000,
             response_header_timeout_ms: 60_000,
             pool_idle_timeout_ms: 90_000,
@@ -176,6 +175,8 @@ pub struct Settings {
     pub policy_reload_interval: Option<Duration>,
     pub listener: ListenerOptions,
     pub stack: StackConfig,
+    /// SPIFFE material and the mTLS listener.
+    pub identity: Arc<IdentitySettings>,
     pub log: LogConfig,
 }
 
@@ -237,9 +238,11 @@ impl Config {
             .as_deref()
             .ok_or_else(|| invalid("upstream.url", "is required (or --upstream)".into()))?;
         let upstream_url: Uri = url.parse().map_err(|e| invalid("upstream.url", format!("{url:?}: {e}")))?;
-        if upstream_url.scheme_str() != Some("http") || upstream_url.authority().is_none() {
-            return Err(invalid("upstream.url", format!("{url:?} must be an absolute http:// URL")));
+        let https = upstream_url.scheme_str() == Some("https");
+        if !(https || upstream_url.scheme_str() == Some("http")) || upstream_url.authority().is_none() {
+            return Err(invalid("upstream.url", format!("{url:?} must be an absolute http:// or https:// URL")));
         }
+        let identity = self.identity.validate().map_err(|e| invalid(e.key, e.problem))?;
         let policy_dir =
             self.policy.dir.clone().ok_or_else(|| invalid("policy.dir", "is required (or --policy-dir)".into()))?;
         if !policy_dir.is_dir() {
@@ -292,16 +295,31 @@ impl Config {
         }
         let auth = if self.auth.enabled() {
             let settings = self.auth.validate().map_err(|e| invalid(e.key, e.problem))?;
-            Some(std::sync::Arc::new(settings))
+            Some(Arc::new(settings))
         } else {
             None
         };
-        let local_identity = match &self.identity.local_spiffe_id {
-            None => None,
-            Some(id) => Some(
-                parse_spiffe_id(id, IdentitySource::Local)
-                    .map_err(|e| invalid("identity.local_spiffe_id", format!("{id:?}: {e}")))?,
-            ),
+        let upstream_tls = match (&self.upstream.spiffe_id, https) {
+            (None, false) => None,
+            (None, true) => {
+                return Err(invalid(
+                    "upstream.spiffe_id",
+                    "an https:// upstream needs the tool server's SPIFFE ID".into(),
+                ));
+            }
+            (Some(_), false) => {
+                return Err(invalid("upstream.url", "upstream.spiffe_id needs an https:// URL".into()));
+            }
+            (Some(id), true) => {
+                parse_spiffe_id(id, IdentitySource::Mtls)
+                    .map_err(|e| invalid("upstream.spiffe_id", format!("{id:?}: {e}")))?;
+                if identity.source.is_none() {
+                    return Err(invalid("upstream.spiffe_id", "upstream mTLS needs identity.source".into()));
+                }
+                let config = crate::identity::tls::client_config(identity.store.clone(), id.clone())
+                    .map_err(|e| invalid("upstream.spiffe_id", e.to_string()))?;
+                Some(config)
+            }
         };
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid("log.format", format!("{:?} must be text or json", self.log.format)));
@@ -331,7 +349,7 @@ impl Config {
             stack: StackConfig {
                 mcp_path: self.mcp_path.clone(),
                 allowed_origins: self.allowed_origins.clone(),
-                local_identity,
+                local_identity: identity.local.clone(),
                 limits: InspectLimits {
                     max_body_bytes: self.limits.max_body_bytes,
                     max_depth: self.limits.max_json_depth,
@@ -344,8 +362,10 @@ impl Config {
                     pool_idle: ms(self.upstream.pool_idle_timeout_ms),
                 },
                 pool_max_idle_per_host: self.upstream.pool_max_idle_per_host,
+                upstream_tls,
                 auth,
             },
+            identity: Arc::new(identity),
             log: self.log.clone(),
         })
     }

@@ -9,9 +9,19 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 /// Where the connection came from; inserted by the listener.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub remote: SocketAddr,
+    /// The client's verified X.509-SVID, on an mTLS connection.
+    pub peer_svid: Option<Arc<PeerSvid>>,
+}
+
+/// A client certificate that passed the SPIFFE verifier during the handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSvid {
+    pub identity: SpiffeIdentity,
+    /// RFC 8705 `x5t#S256` of the leaf, for certificate-bound tokens.
+    pub x5t_s256: Arc<str>,
 }
 
 /// The caller's workload identity, as proven to the identity stage.

@@ -1,6 +1,7 @@
 //! The demo: a built-in MCP tool server, and the whole stack in one process.
 
 pub mod credentials;
+pub mod pki;
 pub mod server;
 pub mod session;
 

@@ -1,8 +1,16 @@
 //! The identity stage: who is calling, as a typed [`PeerIdentity`] extension.
 //!
-//! Today the one proof available is locality: a sidecar that listens on the pod's
-//! loopback interface is only reachable by containers of its own pod, which share the
-//! pod's SPIFFE identity. mTLS X.509-SVIDs and JWT-SVIDs plug in here next.
+//! Two proofs come from the connection: a client X.509-SVID verified during the mTLS
+//! handshake (against the trust bundles of [`material`], kept fresh by a [`source`]),
+//! and locality: a sidecar listening on the pod's loopback interface is only reachable
+//! by containers of its own pod, which share the pod's SPIFFE identity. JWT-SVIDs and
+//! SPIFFE IDs inside access tokens are credentials, checked by the `auth` stage.
+
+pub mod config;
+pub mod material;
+pub mod source;
+pub mod svid;
+pub mod tls;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,7 +19,9 @@ use http::Request;
 use tower::{Layer, Service};
 
 use crate::body::Body;
-use crate::context::{ConnInfo, IdentitySource, PeerIdentity, SpiffeIdentity};
+use crate::context::{ConnInfo, IdentitySource, PeerIdentity, PeerSvid, SpiffeIdentity};
+use crate::listener::OnHandshake;
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpiffeIdError {
@@ -66,9 +76,14 @@ impl IdentityLayer {
         IdentityLayer { local: local.map(Arc::new) }
     }
 
-    /// The identity proven by how `req` reached us.
+    /// The identity proven by how `req` reached us: the client SVID of an mTLS
+    /// connection, else the pod's own identity for a loopback caller.
     pub fn identify<B>(&self, req: &Request<B>) -> PeerIdentity {
-        let loopback = req.extensions().get::<ConnInfo>().is_some_and(|c| c.remote.ip().is_loopback());
+        let conn = req.extensions().get::<ConnInfo>();
+        if let Some(svid) = conn.and_then(|c| c.peer_svid.as_ref()) {
+            return PeerIdentity::Spiffe(svid.identity.clone());
+        }
+        let loopback = conn.is_some_and(|c| c.remote.ip().is_loopback());
         match &self.local {
             Some(local) if loopback => PeerIdentity::Spiffe((**local).clone()),
             _ => PeerIdentity::Anonymous,
@@ -102,6 +117,60 @@ impl<S: Service<Request<Body>>> Service<Request<Body>> for Identity<S> {
         let identity = self.layer.identify(&req);
         req.extensions_mut().insert(identity);
         self.inner.call(req)
+    }
+}
+
+/// The listener's handshake callback: the verified client SVID becomes a [`PeerSvid`];
+/// every outcome is counted by reason and refusals are logged.
+pub fn on_handshake(metrics: Arc<Metrics>) -> OnHandshake {
+    Arc::new(move |outcome| {
+        let result = match outcome {
+            Ok(Some(leaf)) => match svid::leaf_spiffe_id(leaf, IdentitySource::Mtls) {
+                Ok(identity) => {
+                    let x5t_s256 = svid::x5t_s256(leaf).into();
+                    metrics.tls_handshakes.with_label_values(&["ok"]).inc();
+                    return Some(Arc::new(PeerSvid { identity, x5t_s256 }));
+                }
+                // The verifier ran the same rules; reaching this is a bug, and it denies.
+                Err(e) => e.reason(),
+            },
+            Ok(None) => "no_client_certificate",
+            Err(e) => handshake_error_reason(e),
+        };
+        metrics.tls_handshakes.with_label_values(&[result]).inc();
+        if let Err(e) = outcome {
+            tracing::info!(reason = result, error = %e, "TLS handshake refused");
+        }
+        None
+    })
+}
+
+/// A bounded label for a failed handshake.
+fn handshake_error_reason(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        return "timeout";
+    }
+    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else { return "io" };
+    match tls {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+            match other.0.downcast_ref::<tls::PeerCertError>() {
+                Some(tls::PeerCertError::Svid(e)) => e.reason(),
+                Some(tls::PeerCertError::TrustDomain(_)) => "trust_domain",
+                Some(tls::PeerCertError::NoBundle(_)) => "no_bundle",
+                Some(tls::PeerCertError::UnexpectedId { .. }) => "unexpected_id",
+                None => "bad_certificate",
+            }
+        }
+        rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. },
+        ) => "expired",
+        rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidYet | rustls::CertificateError::NotValidYetContext { .. },
+        ) => "not_yet_valid",
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => "unknown_issuer",
+        rustls::Error::InvalidCertificate(_) => "bad_certificate",
+        rustls::Error::NoCertificatesPresented => "no_client_certificate",
+        _ => "tls_error",
     }
 }
 

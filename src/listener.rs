@@ -15,13 +15,31 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use rustls::pki_types::CertificateDer;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tower::{Service, ServiceExt};
 
 use crate::body::{Body, boxed};
-use crate::context::ConnInfo;
+use crate::context::{ConnInfo, PeerSvid};
+
+/// Called once per TLS handshake with its outcome: the client certificate (already
+/// verified by the rustls configuration) or the error. Returns the peer's identity;
+/// `None` closes the connection. The identity module supplies it, so the listener
+/// knows TLS but not SPIFFE.
+pub type OnHandshake =
+    Arc<dyn Fn(Result<Option<&CertificateDer<'static>>, &std::io::Error>) -> Option<Arc<PeerSvid>> + Send + Sync>;
+
+/// TLS on the listener: the handshake runs in the connection's task, bounded by
+/// `timeout`, so a slow or silent client cannot hold up the accept loop.
+#[derive(Clone)]
+pub struct TlsAccept {
+    pub acceptor: TlsAcceptor,
+    pub timeout: Duration,
+    pub on_handshake: OnHandshake,
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerOptions {
@@ -37,9 +55,15 @@ impl Default for ListenerOptions {
     }
 }
 
-/// Serves `service` on `listener` until `shutdown` resolves, then drains.
-pub async fn serve<S>(listener: TcpListener, service: S, options: ListenerOptions, shutdown: impl Future<Output = ()>)
-where
+/// Serves `service` on `listener` (over TLS when `tls` is given) until `shutdown`
+/// resolves, then drains.
+pub async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    options: ListenerOptions,
+    tls: Option<TlsAccept>,
+    shutdown: impl Future<Output = ()>,
+) where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
@@ -69,16 +93,16 @@ where
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
-        let conn_info = ConnInfo { remote };
-        let hyper_service = service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(conn_info);
-            service.clone().oneshot(req.map(boxed))
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), hyper_service).into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         connections.spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %remote, "connection ended with an error");
+            match tls {
+                None => serve_connection(stream, ConnInfo { remote, peer_svid: None }, service, builder, watcher).await,
+                Some(tls) => {
+                    let Some((stream, peer_svid)) = handshake(stream, &tls).await else { return drop(permit) };
+                    serve_connection(stream, ConnInfo { remote, peer_svid }, service, builder, watcher).await;
+                }
             }
             drop(permit);
         });
@@ -93,6 +117,50 @@ where
         }
     }
     connections.shutdown().await;
+}
+
+/// The TLS handshake, bounded in time; `None` when it failed or the peer was refused.
+async fn handshake(
+    stream: TcpStream,
+    tls: &TlsAccept,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Option<Arc<PeerSvid>>)> {
+    let accepted = match tokio::time::timeout(tls.timeout, tls.acceptor.accept(stream)).await {
+        Ok(accepted) => accepted,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
+    };
+    match accepted {
+        Ok(stream) => {
+            let leaf = stream.get_ref().1.peer_certificates().and_then(|certs| certs.first());
+            let peer = (tls.on_handshake)(Ok(leaf))?;
+            Some((stream, Some(peer)))
+        }
+        Err(e) => {
+            (tls.on_handshake)(Err(&e));
+            None
+        }
+    }
+}
+
+async fn serve_connection<S, IO>(
+    io: IO,
+    conn_info: ConnInfo,
+    service: S,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let remote = conn_info.remote;
+    let hyper_service = service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(conn_info.clone());
+        service.clone().oneshot(req.map(boxed))
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), hyper_service).into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, %remote, "connection ended with an error");
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -47,6 +47,9 @@ pub struct Metrics {
     pub list_items: IntCounterVec,
     pub authn_duration: prometheus::Histogram,
     pub dpop_replay_entries: IntGauge,
+    pub svid_updates: IntCounterVec,
+    pub svid_expiry: IntGauge,
+    pub tls_handshakes: IntCounterVec,
     /// Read on every decision, written only for the first 256 names: a read lock.
     tool_labels: RwLock<HashSet<String>>,
 }
@@ -113,6 +116,20 @@ impl Metrics {
                 "dpop_replay_entries",
                 "DPoP proofs remembered against replay (jti, htu); refusals start at the cap.",
             )?,
+            svid_updates: counter(
+                "svid_updates_total",
+                "X.509-SVID and bundle updates from the SPIFFE source, by source and result (ok, error).",
+                &["source", "result"],
+            )?,
+            svid_expiry: IntGauge::new(
+                "svid_expiry_timestamp_seconds",
+                "When the sidecar's current X.509-SVID expires (Unix time); 0 before the first one.",
+            )?,
+            tls_handshakes: counter(
+                "tls_handshakes_total",
+                "mTLS handshakes on the MCP listener by result (ok, or why the peer was refused).",
+                &["result"],
+            )?,
             tool_labels: RwLock::new(HashSet::new()),
             registry,
         };
@@ -127,6 +144,9 @@ impl Metrics {
         m.registry.register(Box::new(m.list_items.clone()))?;
         m.registry.register(Box::new(m.authn_duration.clone()))?;
         m.registry.register(Box::new(m.dpop_replay_entries.clone()))?;
+        m.registry.register(Box::new(m.svid_updates.clone()))?;
+        m.registry.register(Box::new(m.svid_expiry.clone()))?;
+        m.registry.register(Box::new(m.tls_handshakes.clone()))?;
         Ok(m)
     }
 

@@ -10,7 +10,9 @@ use tokio::sync::watch;
 
 use crate::admin::Admin;
 use crate::config::Settings;
-use crate::listener::{self, ListenerOptions};
+use crate::identity::config::IdentitySettings;
+use crate::identity::source::SvidSource;
+use crate::listener::{self, ListenerOptions, TlsAccept};
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
 use crate::policy::reload::PolicyReloader;
@@ -26,6 +28,8 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
 }
 
 pub struct Server {
@@ -34,6 +38,10 @@ pub struct Server {
     service: ProxyService,
     admin_service: Admin,
     options: ListenerOptions,
+    /// mTLS on the MCP listener.
+    tls: Option<TlsAccept>,
+    /// Keeps the SVID store current (Workload API or files).
+    svid_source: Option<(SvidSource, Arc<IdentitySettings>)>,
     /// Keeps the policy store in step with the policy directory while serving; `None`
     /// when reload is off or the caller supplied the store.
     reloader: Option<(PolicyReloader, Duration)>,
@@ -75,12 +83,33 @@ impl Server {
             None => None,
         };
         let service = build_stack(&settings.stack, policies.clone(), metrics.clone());
+        let identity = &settings.identity;
+        let tls = if identity.mtls {
+            let config = crate::identity::tls::server_config(identity.store.clone(), identity.trust_domains.clone())?;
+            Some(TlsAccept {
+                acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+                timeout: identity.handshake_timeout,
+                on_handshake: crate::identity::on_handshake(metrics.clone()),
+            })
+        } else {
+            None
+        };
+        if let Some(svid) = identity.store.load().svid.as_ref() {
+            metrics.svid_expiry.set(svid.not_after);
+        }
         Ok(Server {
             mcp,
             admin,
             service,
-            admin_service: Admin { metrics, policies, auth: settings.stack.auth.clone() },
+            admin_service: Admin {
+                metrics,
+                policies,
+                auth: settings.stack.auth.clone(),
+                svid: identity.source.as_ref().map(|_| identity.store.clone()),
+            },
             options: settings.listener,
+            tls,
+            svid_source: identity.source.clone().map(|source| (source, identity.clone())),
             reloader: None,
         })
     }
@@ -107,6 +136,7 @@ impl Server {
         // Dropping the sender stops the reloader too, should `run` itself be dropped.
         let (stop_reloader, reloader_stopped) = watch::channel(false);
         let metrics = self.admin_service.metrics.clone();
+        let keys_metrics = metrics.clone();
         let keys_task = self.admin_service.auth.clone().map(|auth| {
             let mut stopped = reloader_stopped.clone();
             tokio::spawn(async move {
@@ -123,13 +153,17 @@ impl Server {
                 loop {
                     auth.dpop.sweep(std::time::SystemTime::now());
                     let entries = i64::try_from(auth.dpop.replay_entries()).unwrap_or(i64::MAX);
-                    metrics.dpop_replay_entries.set(entries);
+                    keys_metrics.dpop_replay_entries.set(entries);
                     tokio::select! {
                         _ = stopped.wait_for(|s| *s) => return,
                         () = tokio::time::sleep(KEY_RETRY) => {}
                     }
                 }
             })
+        });
+        let svid_task = self.svid_source.map(|(source, identity)| {
+            let stopped = reloader_stopped.clone();
+            tokio::spawn(source.run(identity.store.clone(), metrics.clone(), stopped))
         });
         let reload_task = self.reloader.map(|(reloader, interval)| {
             let mut stopped = reloader_stopped;
@@ -149,11 +183,11 @@ impl Server {
                 let until = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
-                listener::serve(admin, service, ListenerOptions::default(), until).await;
+                listener::serve(admin, service, ListenerOptions::default(), None, until).await;
             })
         });
         tracing::info!(addr = %self.mcp.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving MCP");
-        listener::serve(self.mcp, self.service, self.options, shutdown).await;
+        listener::serve(self.mcp, self.service, self.options, self.tls, shutdown).await;
         let _ = stop_admin.send(true);
         if let Some(task) = admin_task {
             let _ = task.await;
@@ -162,6 +196,9 @@ impl Server {
             let _ = task.await;
         }
         if let Some(task) = reload_task {
+            let _ = task.await;
+        }
+        if let Some(task) = svid_task {
             let _ = task.await;
         }
     }

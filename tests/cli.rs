@@ -138,9 +138,13 @@ fn env_and_flag_override_the_file_upstream() {
     assert!(!stdout.contains("/env"), "flag must win over env: {stdout}");
 
     // An override is validated like the file value.
-    let out = output(f.check().args(["--upstream", "https://tls.example/mcp"]));
+    let out = output(f.check().args(["--upstream", "ftp://tls.example/mcp"]));
     assert!(!out.status.success(), "non-http upstream accepted");
     assert!(text(&out.stderr).contains("upstream.url"), "{}", text(&out.stderr));
+    // https means mTLS with SPIFFE: without the server's expected SPIFFE ID it is refused.
+    let out = output(f.check().args(["--upstream", "https://tls.example/mcp"]));
+    assert!(!out.status.success(), "https upstream without spiffe_id accepted");
+    assert!(text(&out.stderr).contains("upstream.spiffe_id"), "{}", text(&out.stderr));
 }
 
 /// Kills the child on drop if a test fails before it exits.

@@ -54,7 +54,7 @@ pub struct DemoServerArgs {
 pub async fn run_demo_server(args: DemoServerArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen).await?;
     println!("demo-server listening on http://{}/mcp ({:?} responses)", listener.local_addr()?, args.mode);
-    DemoServer::new(args.mode).serve(listener, listener::shutdown_signal()).await;
+    DemoServer::new(args.mode).serve(listener, None, listener::shutdown_signal()).await;
     Ok(())
 }
 
@@ -69,13 +69,19 @@ impl DemoServer {
         DemoServer { mode, sessions: Arc::default() }
     }
 
-    pub async fn serve(self, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
+    /// Serves plain HTTP, or HTTPS when `tls` is given (an mTLS upstream in tests and the demo).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        tls: Option<listener::TlsAccept>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         let service = tower::service_fn(move |req: Request<Body>| {
             let this = self.clone();
             async move { Ok::<_, Infallible>(this.handle(req).await) }
         });
         let options = ListenerOptions { shutdown_grace: Duration::from_millis(200), ..Default::default() };
-        listener::serve(listener, service, options, shutdown).await;
+        listener::serve(listener, service, options, tls, shutdown).await;
     }
 
     async fn handle(&self, req: Request<Body>) -> Response<Body> {

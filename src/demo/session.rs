@@ -59,7 +59,7 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     let tool_listener = TcpListener::bind("127.0.0.1:0").await?;
     let upstream = format!("http://{}/mcp", tool_listener.local_addr()?);
     let mut tasks =
-        vec![tokio::spawn(DemoServer::new(ResponseMode::Json).serve(tool_listener, until(stopped.clone())))];
+        vec![tokio::spawn(DemoServer::new(ResponseMode::Json).serve(tool_listener, None, until(stopped.clone())))];
     println!("demo tool server   {upstream}");
 
     let policies = Arc::new(PolicyStore::new());

@@ -31,6 +31,8 @@ pub struct StackConfig {
     pub upstream_url: Uri,
     pub upstream_timeouts: UpstreamTimeouts,
     pub pool_max_idle_per_host: usize,
+    /// mTLS to an `https` upstream.
+    pub upstream_tls: Option<rustls::ClientConfig>,
     /// The credentials stage's settings; `None`: no credentials are checked.
     pub auth: Option<Arc<AuthSettings>>,
 }
@@ -43,6 +45,7 @@ pub fn build_stack(config: &StackConfig, store: Arc<PolicyStore>, metrics: Arc<M
         config.upstream_timeouts,
         config.pool_max_idle_per_host,
         metrics.clone(),
+        config.upstream_tls.clone(),
     );
     let metadata = config.auth.as_ref().map(|auth| {
         let algs: Vec<&str> = auth.dpop.algs().iter().map(|a| a.name()).collect();

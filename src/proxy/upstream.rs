@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{Request, Response, StatusCode, Uri, Version, header};
 use http_body::Frame;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -64,17 +65,38 @@ impl UpstreamError {
 
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
     url: Arc<Uri>,
     response_header_timeout: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl Upstream {
-    pub fn new(url: Uri, timeouts: UpstreamTimeouts, pool_max_idle_per_host: usize, metrics: Arc<Metrics>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeouts.connect));
-        connector.set_nodelay(true);
+    /// `tls`: the client configuration for an `https` upstream (the sidecar's SVID, the
+    /// tool server's expected SPIFFE ID); `None` for plain HTTP.
+    pub fn new(
+        url: Uri,
+        timeouts: UpstreamTimeouts,
+        pool_max_idle_per_host: usize,
+        metrics: Arc<Metrics>,
+        tls: Option<rustls::ClientConfig>,
+    ) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(timeouts.connect));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = match tls {
+            Some(tls) => {
+                HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().wrap_connector(http)
+            }
+            // Configuration refuses an https URL without TLS settings; this connector
+            // only ever speaks plain HTTP.
+            None => HttpsConnectorBuilder::new()
+                .with_tls_config(no_tls())
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http),
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(timeouts.pool_idle)
             .pool_max_idle_per_host(pool_max_idle_per_host)
@@ -197,4 +219,14 @@ impl http_body::Body for StreamGuard {
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// A client configuration that trusts nobody, for the plain-HTTP connector.
+fn no_tls() -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(crate::identity::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth())
+        .unwrap_or_else(|_| {
+            rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
+        })
 }

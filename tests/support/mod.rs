@@ -4,6 +4,8 @@
 //! Every server a test starts is stopped when its handle is stopped or dropped.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
