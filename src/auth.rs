@@ -9,11 +9,13 @@
 //! with. Both are pure: no HTTP types, no I/O, the clock passed in, so the pipeline
 //! stage that wires them in stays a thin adapter and the checks are testable alone.
 
+pub mod binding;
 pub mod challenge;
 pub mod config;
 pub mod dpop;
 pub mod jwk;
 pub mod jwks;
+pub mod jwt_svid;
 pub mod metadata;
 pub mod stage;
 pub mod token;

@@ -242,7 +242,7 @@ impl Config {
         if !(https || upstream_url.scheme_str() == Some("http")) || upstream_url.authority().is_none() {
             return Err(invalid("upstream.url", format!("{url:?} must be an absolute http:// or https:// URL")));
         }
-        let identity = self.identity.validate().map_err(|e| invalid(e.key, e.problem))?;
+        let identity = Arc::new(self.identity.validate().map_err(|e| invalid(e.key, e.problem))?);
         let policy_dir =
             self.policy.dir.clone().ok_or_else(|| invalid("policy.dir", "is required (or --policy-dir)".into()))?;
         if !policy_dir.is_dir() {
@@ -349,7 +349,7 @@ impl Config {
             stack: StackConfig {
                 mcp_path: self.mcp_path.clone(),
                 allowed_origins: self.allowed_origins.clone(),
-                local_identity: identity.local.clone(),
+                identity: identity.clone(),
                 limits: InspectLimits {
                     max_body_bytes: self.limits.max_body_bytes,
                     max_depth: self.limits.max_json_depth,
@@ -365,7 +365,7 @@ impl Config {
                 upstream_tls,
                 auth,
             },
-            identity: Arc::new(identity),
+            identity,
             log: self.log.clone(),
         })
     }

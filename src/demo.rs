@@ -5,5 +5,5 @@ pub mod pki;
 pub mod server;
 pub mod session;
 
-pub use server::{DemoServerArgs, ResponseMode, run_demo_server};
+pub use server::{DemoServer, DemoServerArgs, ResponseMode, run_demo_server};
 pub use session::{DemoArgs, run_demo};

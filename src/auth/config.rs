@@ -39,6 +39,10 @@ pub struct AuthConfig {
     pub jwks_refresh_s: u64,
     /// The least time between two fetches of one JWKS (unknown `kid`s cannot force more).
     pub jwks_min_refresh_s: u64,
+    /// The claim whose `spiffe://` value names the workload the token was issued to
+    /// (`azp`, `client_id`, `sub` or a mapper claim); it must equal the SPIFFE ID the
+    /// caller proved. `none` turns the check off.
+    pub spiffe_id_claim: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +70,7 @@ impl Default for AuthConfig {
             leeway_s: 5,
             jwks_refresh_s: 300,
             jwks_min_refresh_s: 10,
+            spiffe_id_claim: "azp".into(),
         }
     }
 }
@@ -84,6 +89,8 @@ pub struct AuthSettings {
     pub public_url: Uri,
     pub dpop_required: bool,
     pub issuers: Vec<String>,
+    /// The token claim that carries the client's SPIFFE ID (`binding`); `None`: off.
+    pub spiffe_id_claim: Option<String>,
 }
 
 impl AuthConfig {
@@ -168,6 +175,11 @@ impl AuthConfig {
             public_url,
             dpop_required,
             issuers: names,
+            spiffe_id_claim: match self.spiffe_id_claim.as_str() {
+                "none" => None,
+                "" => return Err(invalid("auth.spiffe_id_claim", "name a claim, or none".into())),
+                claim => Some(claim.to_owned()),
+            },
         })
     }
 }

@@ -1,7 +1,9 @@
 //! The credentials stage: every message carries an access token from a trusted issuer,
-//! bound by DPoP to a key the caller proves it holds (RFC 9449). The verified token
-//! travels on as a `VerifiedToken` request extension; the client's `Authorization` and
-//! `DPoP` headers never reach the upstream (the upstream stage strips them).
+//! bound by DPoP to a key the caller proves it holds (RFC 9449), and bound to the
+//! workload that presents it (`binding`). A JWT-SVID, when configured, proves the
+//! caller's SPIFFE ID first. The verified token travels on as a `VerifiedToken` request
+//! extension and the settled identity replaces the `PeerIdentity`; the client's
+//! `Authorization`, `DPoP` and JWT-SVID headers never reach the upstream.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -9,13 +11,15 @@ use std::time::{Instant, SystemTime};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use tower::Service;
 
+use super::binding::{BindingError, bind};
 use super::challenge::{ChallengeError, Challenges};
 use super::config::AuthSettings;
 use super::dpop::{DpopError, single_proof};
+use super::jwt_svid::{JwtSvidError, JwtSvidVerifier};
 use super::metadata::ResourceMetadata;
 use super::token::TokenError;
 use crate::body::Body;
-use crate::context::VerifiedToken;
+use crate::context::{ConnInfo, IdentitySource, PeerIdentity, PeerSvid, VerifiedToken};
 use crate::error::{Rejection, Stage, code};
 use crate::metrics::Metrics;
 use crate::stage::{Next, PipelineStage, StageFuture};
@@ -35,6 +39,14 @@ pub enum CredentialsError {
     NoProof,
     #[error("invalid DPoP proof: {0}")]
     Proof(#[from] DpopError),
+    #[error("no JWT-SVID")]
+    NoJwtSvid,
+    #[error("invalid JWT-SVID: {0}")]
+    JwtSvid(#[from] JwtSvidError),
+    #[error("the JWT-SVID names {jwt}, the client certificate {cert}")]
+    JwtSvidMismatch { jwt: String, cert: String },
+    #[error("{0}")]
+    Binding(#[from] BindingError),
 }
 
 impl CredentialsError {
@@ -46,7 +58,19 @@ impl CredentialsError {
             CredentialsError::TokenBinding(_) => "token_binding",
             CredentialsError::NoProof => "no_proof",
             CredentialsError::Proof(e) => e.reason(),
+            CredentialsError::NoJwtSvid => "jwt_svid_missing",
+            CredentialsError::JwtSvid(e) => e.reason(),
+            CredentialsError::JwtSvidMismatch { .. } => "jwt_svid_mismatch",
+            CredentialsError::Binding(e) => e.reason(),
         }
+    }
+
+    /// A workload-identity failure, not a token one: no OAuth challenge applies.
+    fn is_identity(&self) -> bool {
+        matches!(
+            self,
+            CredentialsError::NoJwtSvid | CredentialsError::JwtSvid(_) | CredentialsError::JwtSvidMismatch { .. }
+        )
     }
 
     /// Our side failed (the issuer's keys are unreachable): the client's token may be
@@ -62,7 +86,10 @@ impl CredentialsError {
             CredentialsError::Proof(DpopError::MultipleProofs) => {
                 (StatusCode::BAD_REQUEST, ChallengeError::InvalidRequest)
             }
-            CredentialsError::Token(_) | CredentialsError::TokenBinding(_) => {
+            CredentialsError::Token(_) | CredentialsError::TokenBinding(_) | CredentialsError::Binding(_) => {
+                (StatusCode::UNAUTHORIZED, ChallengeError::InvalidToken)
+            }
+            CredentialsError::NoJwtSvid | CredentialsError::JwtSvid(_) | CredentialsError::JwtSvidMismatch { .. } => {
                 (StatusCode::UNAUTHORIZED, ChallengeError::InvalidToken)
             }
             CredentialsError::Proof(e) if e.is_nonce_error() => {
@@ -75,15 +102,25 @@ impl CredentialsError {
     }
 }
 
-/// The credentials stage; `Off` when no issuer is configured.
+/// The credentials stage; `Off` when neither an issuer nor JWT-SVIDs are configured.
 #[derive(Clone)]
 pub enum CredentialsStage {
     Off,
     On(Arc<Credentials>),
 }
 
+/// JWT-SVIDs in a request header.
+pub struct JwtSvidCheck {
+    pub header: HeaderName,
+    /// Absent header: refused (`true`) or the connection's identity stands (`false`).
+    pub required: bool,
+    pub verifier: JwtSvidVerifier,
+}
+
 pub struct Credentials {
-    settings: Arc<AuthSettings>,
+    /// Access tokens; `None`: only JWT-SVIDs are checked.
+    settings: Option<Arc<AuthSettings>>,
+    jwt_svid: Option<JwtSvidCheck>,
     challenges: Challenges,
     metrics: Arc<Metrics>,
 }
@@ -91,14 +128,18 @@ pub struct Credentials {
 impl CredentialsStage {
     pub fn new(
         settings: Option<Arc<AuthSettings>>,
+        jwt_svid: Option<JwtSvidCheck>,
         metadata: Option<&ResourceMetadata>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let Some(settings) = settings else { return CredentialsStage::Off };
-        let algs: Vec<&str> = settings.dpop.algs().iter().map(|a| a.name()).collect();
+        if settings.is_none() && jwt_svid.is_none() {
+            return CredentialsStage::Off;
+        }
+        let algs: Vec<&str> =
+            settings.as_ref().map(|s| s.dpop.algs().iter().map(|a| a.name()).collect()).unwrap_or_default();
         let metadata_url = metadata.map(|m| m.url.clone()).unwrap_or_default();
-        let challenges = Challenges::new(&algs, metadata_url, !settings.dpop_required);
-        CredentialsStage::On(Arc::new(Credentials { settings, challenges, metrics }))
+        let challenges = Challenges::new(&algs, metadata_url, settings.as_ref().is_some_and(|s| !s.dpop_required));
+        CredentialsStage::On(Arc::new(Credentials { settings, jwt_svid, challenges, metrics }))
     }
 }
 
@@ -108,11 +149,19 @@ impl PipelineStage for CredentialsStage {
         let credentials = credentials.clone();
         Box::pin(async move {
             let started = Instant::now();
-            let verified = credentials.authenticate(req.headers(), req.method()).await;
+            let identity = req.extensions().get::<PeerIdentity>().cloned().unwrap_or(PeerIdentity::Anonymous);
+            let peer_svid = req.extensions().get::<ConnInfo>().and_then(|c| c.peer_svid.clone());
+            let settled = credentials.settle(req.headers(), req.method(), identity, peer_svid).await;
             credentials.metrics.authn_duration.observe(started.elapsed().as_secs_f64());
-            match verified {
-                Ok(token) => {
-                    req.extensions_mut().insert(token);
+            match settled {
+                Ok((token, identity)) => {
+                    if let Some(check) = &credentials.jwt_svid {
+                        req.headers_mut().remove(&check.header);
+                    }
+                    if let Some(token) = token {
+                        req.extensions_mut().insert(token);
+                    }
+                    req.extensions_mut().insert(identity);
                     next.call(req).await
                 }
                 Err(e) => Err(credentials.refusal(&e)),
@@ -122,9 +171,58 @@ impl PipelineStage for CredentialsStage {
 }
 
 impl Credentials {
+    /// The message's token (when tokens are checked) and the caller's identity, every
+    /// proof agreeing:
+    /// 1. a JWT-SVID proves a SPIFFE ID (equal to the client certificate's, if any);
+    /// 2. the access token and its DPoP proof;
+    /// 3. the token bound to that workload (`binding`).
+    ///
+    /// Takes the request's parts, not the request: its body is not `Sync`.
+    async fn settle(
+        &self,
+        headers: &HeaderMap,
+        method: &Method,
+        mut identity: PeerIdentity,
+        peer_svid: Option<Arc<PeerSvid>>,
+    ) -> Result<(Option<VerifiedToken>, PeerIdentity), CredentialsError> {
+        // 1. JWT-SVID.
+        if let Some(check) = &self.jwt_svid {
+            match single_header(headers, &check.header)? {
+                None if check.required => return Err(CredentialsError::NoJwtSvid),
+                None => {}
+                Some(jwt) => {
+                    let proven = check.verifier.verify(jwt)?;
+                    if let PeerIdentity::Spiffe(caller) = &identity
+                        && caller.source == IdentitySource::Mtls
+                        && caller.spiffe_id != proven.spiffe_id
+                    {
+                        return Err(CredentialsError::JwtSvidMismatch {
+                            jwt: proven.spiffe_id.to_string(),
+                            cert: caller.spiffe_id.to_string(),
+                        });
+                    }
+                    if !matches!(&identity, PeerIdentity::Spiffe(c) if c.source == IdentitySource::Mtls) {
+                        identity = PeerIdentity::Spiffe(proven);
+                    }
+                }
+            }
+        }
+
+        // 2. and 3. The access token, bound to the workload.
+        let Some(settings) = &self.settings else { return Ok((None, identity)) };
+        let token = self.authenticate(settings, headers, method).await?;
+        let identity = bind(identity, &token, settings.spiffe_id_claim.as_deref(), peer_svid.as_ref())?;
+        Ok((Some(token), identity))
+    }
+
     /// Takes the request's parts, not the request: its body is not `Sync`, so a borrowed
     /// request could not be held across the JWKS fetch.
-    async fn authenticate(&self, headers: &HeaderMap, method: &Method) -> Result<VerifiedToken, CredentialsError> {
+    async fn authenticate(
+        &self,
+        settings: &AuthSettings,
+        headers: &HeaderMap,
+        method: &Method,
+    ) -> Result<VerifiedToken, CredentialsError> {
         // 1. Exactly one Authorization header, scheme DPoP or Bearer.
         let mut values = headers.get_all(header::AUTHORIZATION).iter();
         let value = values.next().ok_or(CredentialsError::Missing)?;
@@ -149,7 +247,7 @@ impl Credentials {
         let proof = single_proof(headers.get_all("dpop").iter().map(HeaderValue::as_bytes))?;
 
         // 3. The access token.
-        let verified = self.settings.tokens.verify(token).await?;
+        let verified = settings.tokens.verify(token).await?;
 
         // 4. The scheme agrees with the binding; a bound token always comes with a proof.
         if !dpop_scheme {
@@ -159,7 +257,7 @@ impl Credentials {
             if verified.dpop_jkt().is_some() {
                 return Err(CredentialsError::TokenBinding("a DPoP-bound token presented as Bearer"));
             }
-            if self.settings.dpop_required {
+            if settings.dpop_required {
                 return Err(CredentialsError::TokenBinding("a DPoP-bound token is required"));
             }
             return Ok(verified);
@@ -168,8 +266,8 @@ impl Credentials {
         let proof = proof.ok_or(CredentialsError::NoProof)?;
 
         // 5. The proof, against the URL clients use for this resource (`auth.public_url`).
-        let htu = self.settings.public_url.to_string();
-        self.settings.dpop.verify(proof, method.as_str(), &htu, Some(token), Some(jkt), SystemTime::now())?;
+        let htu = settings.public_url.to_string();
+        settings.dpop.verify(proof, method.as_str(), &htu, Some(token), Some(jkt), SystemTime::now())?;
         Ok(verified)
     }
 
@@ -187,15 +285,30 @@ impl Credentials {
         }
         let (status, challenge) = e.challenge();
         tracing::info!(reason = e.reason(), error = %description, "credentials refused");
+        if e.is_identity() || self.settings.is_none() {
+            // Not an OAuth token problem: an OAuth challenge would send the client to
+            // its authorization server for nothing.
+            return Rejection::new(Stage::Credentials, e.reason(), status, code::UNAUTHENTICATED, description);
+        }
         let mut rejection =
             Rejection::new(Stage::Credentials, e.reason(), status, code::UNAUTHENTICATED, description.clone())
                 .with_header(header::WWW_AUTHENTICATE, self.challenges.header(challenge, &description));
         if challenge == ChallengeError::UseDpopNonce
-            && let Some(nonce) = self.settings.dpop.nonce_source()
+            && let Some(nonce) = self.settings.as_ref().and_then(|s| s.dpop.nonce_source())
             && let Ok(value) = HeaderValue::from_str(&nonce.issue(SystemTime::now()))
         {
             rejection = rejection.with_header(HeaderName::from_static("dpop-nonce"), value);
         }
         rejection
     }
+}
+
+/// At most one value of `name`, as ASCII text.
+fn single_header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, CredentialsError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(CredentialsError::InvalidRequest("more than one JWT-SVID header"));
+    }
+    value.to_str().map(|v| Some(v.trim())).map_err(|_| CredentialsError::InvalidRequest("JWT-SVID is not ASCII"))
 }

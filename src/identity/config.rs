@@ -52,6 +52,8 @@ pub struct JwtSvidConfig {
     pub header: Option<String>,
     /// Accepted `aud` values (at least one must be present in the SVID).
     pub audiences: Vec<String>,
+    /// Refuse messages without one (else the connection's identity stands).
+    pub required: bool,
 }
 
 impl Default for IdentityConfig {
@@ -96,6 +98,7 @@ pub struct IdentitySettings {
 pub struct JwtSvidSettings {
     pub header: HeaderName,
     pub audiences: Vec<String>,
+    pub required: bool,
 }
 
 /// A problem with one key of the section.
@@ -193,7 +196,11 @@ impl IdentityConfig {
                 if self.jwt_svid.audiences.is_empty() {
                     return Err(invalid("identity.jwt_svid.audiences", "JWT-SVIDs need an audience".into()));
                 }
-                Some(JwtSvidSettings { header, audiences: self.jwt_svid.audiences.clone() })
+                Some(JwtSvidSettings {
+                    header,
+                    audiences: self.jwt_svid.audiences.clone(),
+                    required: self.jwt_svid.required,
+                })
             }
         };
         if self.handshake_timeout_ms == 0 {

@@ -62,13 +62,12 @@ pub fn server_config(store: Arc<SvidStore>, trust_domains: BTreeSet<String>) -> 
 pub fn client_config(store: Arc<SvidStore>, expected: String) -> Result<ClientConfig, Error> {
     let provider = provider();
     let verifier = Arc::new(SpiffeServerVerifier { store: store.clone(), expected, provider: provider.clone() });
-    let mut config = ClientConfig::builder_with_provider(provider)
+    // No ALPN here: the HTTP connector sets it (and refuses a preset one).
+    Ok(ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
-        .with_client_cert_resolver(Arc::new(SvidResolver(store)));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+        .with_client_cert_resolver(Arc::new(SvidResolver(store))))
 }
 
 /// Hands out the current SVID, server and client side alike.

@@ -10,11 +10,13 @@ use super::edge::EdgeLayer;
 use super::guard::GuardLayer;
 use super::upstream::{Upstream, UpstreamTimeouts};
 use crate::auth::config::AuthSettings;
+use crate::auth::jwt_svid::JwtSvidVerifier;
 use crate::auth::metadata::ResourceMetadata;
 use crate::auth::stage::CredentialsStage;
+use crate::auth::stage::JwtSvidCheck;
 use crate::body::Body;
-use crate::context::SpiffeIdentity;
 use crate::identity::IdentityLayer;
+use crate::identity::config::IdentitySettings;
 use crate::mcp::{InspectLimits, InspectStage};
 use crate::metrics::Metrics;
 use crate::policy::{ListFilterStage, PolicyOptions, PolicyStage, PolicyStore};
@@ -25,7 +27,8 @@ use crate::stage::StageLayer;
 pub struct StackConfig {
     pub mcp_path: String,
     pub allowed_origins: Vec<String>,
-    pub local_identity: Option<SpiffeIdentity>,
+    /// Loopback identity, SPIFFE material, JWT-SVID settings.
+    pub identity: Arc<IdentitySettings>,
     pub limits: InspectLimits,
     pub policy: PolicyOptions,
     pub upstream_url: Uri,
@@ -51,15 +54,26 @@ pub fn build_stack(config: &StackConfig, store: Arc<PolicyStore>, metrics: Arc<M
         let algs: Vec<&str> = auth.dpop.algs().iter().map(|a| a.name()).collect();
         ResourceMetadata::new(&auth.public_url, &auth.issuers, auth.dpop_required, &algs)
     });
-    let credentials = CredentialsStage::new(config.auth.clone(), metadata.as_ref(), metrics.clone());
+    let identity = &config.identity;
+    let jwt_svid = identity.jwt_svid.as_ref().map(|settings| JwtSvidCheck {
+        header: settings.header.clone(),
+        required: settings.required,
+        verifier: JwtSvidVerifier::new(
+            settings.audiences.clone(),
+            identity.trust_domains.clone(),
+            identity.store.clone(),
+        ),
+    });
+    let credentials = CredentialsStage::new(config.auth.clone(), jwt_svid, metadata.as_ref(), metrics.clone());
     let service = ServiceBuilder::new()
         // Decision id, span, request metric; every refusal below becomes an answer here.
         .layer(EdgeLayer::new(metrics.clone(), config.policy.expose_reasons))
         // Cheap refusals first: wrong path, foreign Origin (DNS rebinding).
         .layer(GuardLayer::new(&config.mcp_path, &config.allowed_origins, metadata))
         // Who is calling, before anything about what they ask is read.
-        .layer(IdentityLayer::new(config.local_identity.clone()))
-        // An access token from a trusted issuer, bound by DPoP to the caller's key.
+        .layer(IdentityLayer::new(identity.local.clone()))
+        // A JWT-SVID; an access token from a trusted issuer, bound by DPoP to the
+        // caller's key and to the caller's SPIFFE ID.
         .layer(StageLayer(credentials))
         // Bounded read, strict JSON-RPC, typed McpRequest; original bytes kept.
         .layer(StageLayer(InspectStage::new(config.limits)))

@@ -87,6 +87,17 @@ pub async fn mtls_post(
     roots: &[&TestCa],
     body: &'static str,
 ) -> Result<TlsReply, BoxError> {
+    mtls_post_with(addr, client, roots, body, &[]).await
+}
+
+/// [`mtls_post`] with extra request headers.
+pub async fn mtls_post_with(
+    addr: SocketAddr,
+    client: Option<&Leaf>,
+    roots: &[&TestCa],
+    body: &'static str,
+    headers: &[(&str, &str)],
+) -> Result<TlsReply, BoxError> {
     let mut store = rustls::RootCertStore::empty();
     for ca in roots {
         store.add(ca.cert.clone())?;
@@ -104,11 +115,14 @@ pub async fn mtls_post(
     let server_cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned().ok_or("no server cert")?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
     tokio::spawn(conn);
-    let req = Request::post(format!("https://{addr}/mcp"))
+    let mut req = Request::post(format!("https://{addr}/mcp"))
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
-        .header("host", addr.to_string())
-        .body(Full::new(Bytes::from_static(body.as_bytes())))?;
+        .header("host", addr.to_string());
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Full::new(Bytes::from_static(body.as_bytes())))?;
     let resp = sender.send_request(req).await?;
     let status = resp.status();
     let bytes = resp.into_body().collect().await?.to_bytes();

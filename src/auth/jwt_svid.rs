@@ -1,0 +1,154 @@
+//! JWT-SVIDs as an inbound credential (SPIFFE JWT-SVID §3, §4): a JWS whose `sub` is the
+//! caller's SPIFFE ID, signed by a JWT authority of that trust domain's bundle, for one of
+//! our audiences. Unlike access tokens there is no issuer to check: the trust domain
+//! of `sub` picks the bundle, and only its keys may vouch for it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::Value;
+
+use super::token::{DEFAULT_ALGORITHMS, decoding_key, unix_now};
+use crate::context::{IdentitySource, SpiffeIdentity};
+use crate::identity::material::SvidStore;
+use crate::identity::parse_spiffe_id;
+use crate::strict_json;
+
+/// Verified JWT-SVIDs kept at most; past it the cache is cleared.
+const CACHE_MAX: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JwtSvidError {
+    #[error("the JWT-SVID is not a JWS compact serialization")]
+    Malformed,
+    #[error("the JWT-SVID has duplicate or invalid JSON")]
+    Json,
+    #[error("the JWT-SVID has a critical header extension")]
+    Critical,
+    #[error("algorithm {0} is not allowed for JWT-SVIDs")]
+    Algorithm(String),
+    #[error("header typ {0:?} is not JWT or JOSE")]
+    HeaderType(String),
+    #[error("the JWT-SVID has no kid")]
+    NoKid,
+    #[error("sub is not a SPIFFE ID")]
+    Subject,
+    #[error("trust domain {0} is not accepted")]
+    TrustDomain(String),
+    #[error("no JWT authority {kid:?} in the bundle of {td}")]
+    UnknownKey { td: String, kid: String },
+    #[error("signature, audience or lifetime check failed: {0:?}")]
+    Invalid(jsonwebtoken::errors::ErrorKind),
+}
+
+impl JwtSvidError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            JwtSvidError::Malformed | JwtSvidError::Json => "jwt_svid_malformed",
+            JwtSvidError::Critical => "jwt_svid_crit",
+            JwtSvidError::Algorithm(_) => "jwt_svid_algorithm",
+            JwtSvidError::HeaderType(_) => "jwt_svid_typ",
+            JwtSvidError::NoKid => "jwt_svid_no_kid",
+            JwtSvidError::Subject => "jwt_svid_subject",
+            JwtSvidError::TrustDomain(_) => "jwt_svid_trust_domain",
+            JwtSvidError::UnknownKey { .. } => "jwt_svid_unknown_kid",
+            JwtSvidError::Invalid(kind) => match kind {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "jwt_svid_expired",
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => "jwt_svid_audience",
+                jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => "jwt_svid_missing_claim",
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => "jwt_svid_signature",
+                _ => "jwt_svid_invalid",
+            },
+        }
+    }
+}
+
+pub struct JwtSvidVerifier {
+    audiences: Vec<String>,
+    trust_domains: BTreeSet<String>,
+    store: Arc<SvidStore>,
+    leeway_s: u64,
+    /// SHA-256 of the JWT-SVID → its identity and `exp`.
+    cache: DashMap<[u8; 32], (SpiffeIdentity, u64)>,
+}
+
+impl JwtSvidVerifier {
+    pub fn new(audiences: Vec<String>, trust_domains: BTreeSet<String>, store: Arc<SvidStore>) -> Self {
+        JwtSvidVerifier { audiences, trust_domains, store, leeway_s: 5, cache: DashMap::new() }
+    }
+
+    pub fn verify(&self, jwt: &str) -> Result<SpiffeIdentity, JwtSvidError> {
+        let now = unix_now();
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, jwt.as_bytes()).as_ref());
+        if let Some(hit) = self.cache.get(&digest).filter(|hit| hit.1 + self.leeway_s > now) {
+            return Ok(hit.0.clone());
+        }
+        let (identity, exp) = self.verify_uncached(jwt)?;
+        if self.cache.len() >= CACHE_MAX {
+            self.cache.clear();
+        }
+        self.cache.insert(digest, (identity.clone(), exp));
+        Ok(identity)
+    }
+
+    fn verify_uncached(&self, jwt: &str) -> Result<(SpiffeIdentity, u64), JwtSvidError> {
+        // 1. Strict header: an asymmetric algorithm, typ JWT/JOSE if present, a kid, no crit.
+        let mut parts = jwt.split('.');
+        let (Some(header), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JwtSvidError::Malformed);
+        };
+        let segment =
+            |s: &str| data_encoding::BASE64URL_NOPAD.decode(s.as_bytes()).map_err(|_| JwtSvidError::Malformed);
+        let raw_header = strict_json::parse(&segment(header)?, 8).map_err(|_| JwtSvidError::Json)?;
+        if raw_header.get("crit").is_some() {
+            return Err(JwtSvidError::Critical);
+        }
+        let alg_name = raw_header.get("alg").and_then(Value::as_str).unwrap_or_default();
+        let alg: Algorithm = alg_name.parse().map_err(|_| JwtSvidError::Algorithm(alg_name.into()))?;
+        if !DEFAULT_ALGORITHMS.contains(&alg)
+            && !matches!(alg, Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS384 | Algorithm::PS512)
+        {
+            return Err(JwtSvidError::Algorithm(alg_name.into()));
+        }
+        if let Some(typ) = raw_header.get("typ") {
+            let typ = typ.as_str().unwrap_or_default();
+            if !matches!(typ, "JWT" | "JOSE") {
+                return Err(JwtSvidError::HeaderType(typ.into()));
+            }
+        }
+        let kid = raw_header.get("kid").and_then(Value::as_str).ok_or(JwtSvidError::NoKid)?;
+
+        // 2. sub names a workload of an accepted trust domain.
+        let claims = strict_json::parse(&segment(payload)?, 16).map_err(|_| JwtSvidError::Json)?;
+        let sub = claims.get("sub").and_then(Value::as_str).ok_or(JwtSvidError::Subject)?;
+        let identity = parse_spiffe_id(sub, IdentitySource::JwtSvid).map_err(|_| JwtSvidError::Subject)?;
+        let td = identity.trust_domain.to_string();
+        if !self.trust_domains.contains(&td) {
+            return Err(JwtSvidError::TrustDomain(td));
+        }
+
+        // 3. The key: a JWT authority of that trust domain's bundle.
+        let material = self.store.load();
+        let unknown = || JwtSvidError::UnknownKey { td: td.clone(), kid: kid.into() };
+        let jwk = material.jwt_bundles.get(&td).and_then(|keys| keys.get(kid)).ok_or_else(unknown)?;
+        let key = decoding_key(jwk).ok_or_else(unknown)?;
+
+        // 4. Signature, aud (one of ours) and exp (both required), nbf.
+        let mut validation = Validation::new(alg);
+        validation.leeway = self.leeway_s;
+        validation.validate_nbf = true;
+        validation.set_audience(&self.audiences);
+        validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+        let data =
+            jsonwebtoken::decode::<Value>(jwt, &key, &validation).map_err(|e| JwtSvidError::Invalid(e.into_kind()))?;
+        if data.claims != claims {
+            return Err(JwtSvidError::Json);
+        }
+        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        Ok((identity, exp))
+    }
+}

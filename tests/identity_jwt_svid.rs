@@ -1,0 +1,222 @@
+//! JWT-SVIDs as an inbound credential: validated against the trust domain's JWT bundle
+//! (a SPIFFE bundle file: `use: jwt-svid` keys only), `aud` and `exp` required; every
+//! refused JWT-SVID is a case of its own, counted by reason.
+
+mod support;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mcp_pep::demo::credentials::SigningKey;
+use serde_json::{Value, json};
+use support::tls::{TD, TRUSTED};
+use support::{TempDir, TestProxy, TestUpstream, rejections};
+
+const HEADER: &str = "x-spiffe-jwt-svid";
+const AUDIENCE: &str = "spiffe://mcp-identity.local/ns/mcp-tools/sa/mcp-pep";
+const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+const KID: &str = "jwt-authority-1";
+/// A key of the same bundle published for X.509-SVIDs only.
+const X509_KID: &str = "x509-authority-1";
+
+/// Allows the trusted agent when a JWT-SVID proved it; says who was seen otherwise.
+const JWT_SVID_ONLY: &str = r#"package mcp
+import rego.v1
+decision := {"allow": true, "reasons": []} if {
+    input.identity.source == "jwt-svid"
+    input.identity.spiffe_id == "spiffe://mcp-identity.local/ns/mcp-agents/sa/trusted-agent"
+} else := {"allow": false, "reasons": [sprintf("seen %v %v", [input.identity.spiffe_id, input.identity.source])]}
+"#;
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+}
+
+struct Fixture {
+    proxy: TestProxy,
+    upstream: TestUpstream,
+    authority: SigningKey,
+    x509_authority: SigningKey,
+    _dir: TempDir,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        let authority = SigningKey::generate().unwrap();
+        let x509_authority = SigningKey::generate().unwrap();
+        let mut jwt_key = authority.jwk();
+        jwt_key["kid"] = json!(KID);
+        jwt_key["use"] = json!("jwt-svid");
+        let mut x509_key = x509_authority.jwk();
+        x509_key["kid"] = json!(X509_KID);
+        x509_key["use"] = json!("x509-svid");
+        // The SPIFFE bundle format: one document, both kinds of authority.
+        let bundle = json!({"keys": [jwt_key, x509_key], "spiffe_sequence": 1});
+        let evil = SigningKey::generate().unwrap();
+        let mut evil_key = evil.jwk();
+        evil_key["kid"] = json!(KID);
+        evil_key["use"] = json!("jwt-svid");
+        let dir = TempDir::new("jwt-bundle");
+        let file = dir.write("bundle.json", &bundle.to_string());
+        let evil_file = dir.write("evil.json", &json!({"keys": [evil_key]}).to_string());
+        let upstream = TestUpstream::json_ok().await;
+        let proxy = TestProxy::builder(upstream.url())
+            .policy(JWT_SVID_ONLY)
+            .configure(|c| {
+                c.policy.expose_reasons = true;
+                c.identity.source = "files".into();
+                c.identity.files.jwt_bundles.insert(TD.into(), file);
+                // Installed, but not an accepted trust domain.
+                c.identity.files.jwt_bundles.insert("evil.example".into(), evil_file);
+                c.identity.trust_domains = vec![TD.into()];
+                c.identity.jwt_svid.header = Some(HEADER.into());
+                c.identity.jwt_svid.audiences = vec![AUDIENCE.into()];
+                c.identity.jwt_svid.required = true;
+            })
+            .start()
+            .await;
+        Fixture { proxy, upstream, authority, x509_authority, _dir: dir }
+    }
+
+    fn claims() -> Value {
+        json!({"sub": TRUSTED, "aud": [AUDIENCE], "exp": now() + 300, "iat": now()})
+    }
+
+    fn svid(&self, claims: &Value) -> String {
+        self.authority.sign(&json!({"alg": "ES256", "typ": "JWT", "kid": KID}), claims).unwrap()
+    }
+
+    async fn call(&self, jwt: &str) -> support::Reply {
+        self.proxy.post(CALL, &[(HEADER, jwt)]).await
+    }
+
+    /// `jwt` is refused with 401 and counted under `reason`.
+    async fn assert_refused(&self, jwt: &str, reason: &str) {
+        let reply = self.call(jwt).await;
+        assert_eq!(reply.status, 401, "{reason}: {}", reply.text());
+        assert_eq!(reply.json()["error"]["code"], -32005, "{}", reply.text());
+        assert_eq!(reply.header("www-authenticate"), None, "no OAuth challenge for a JWT-SVID");
+        assert_eq!(rejections(&self.proxy.metrics().await, "credentials", reason), 1.0, "{reason}");
+        assert!(self.upstream.requests().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_valid_jwt_svid_is_the_callers_identity() {
+    let f = Fixture::start().await;
+    let reply = f.call(&f.svid(&Fixture::claims())).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.json().get("result").is_some(), "{}", reply.text());
+    let seen = f.upstream.wait_for_requests(1).await;
+    assert_eq!(seen[0].header(HEADER), None, "the JWT-SVID is not passed upstream");
+
+    // Another workload's JWT-SVID is that workload.
+    let mut claims = Fixture::claims();
+    claims["sub"] = json!("spiffe://mcp-identity.local/ns/mcp-agents/sa/untrusted-agent");
+    let reply = f.call(&f.svid(&claims)).await;
+    assert!(reply.text().contains("seen spiffe://mcp-identity.local/ns/mcp-agents/sa/untrusted-agent jwt-svid"));
+    f.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_jwt_svid_is_refused_when_required() {
+    let f = Fixture::start().await;
+    let reply = f.proxy.post(CALL, &[]).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(rejections(&f.proxy.metrics().await, "credentials", "jwt_svid_missing"), 1.0);
+    f.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_jwt_svid_without_kid_is_refused() {
+    let f = Fixture::start().await;
+    let jwt = f.authority.sign(&json!({"alg": "ES256", "typ": "JWT"}), &Fixture::claims()).unwrap();
+    f.assert_refused(&jwt, "jwt_svid_no_kid").await;
+}
+
+#[tokio::test]
+async fn a_jwt_svid_for_another_audience_is_refused() {
+    let f = Fixture::start().await;
+    let mut claims = Fixture::claims();
+    claims["aud"] = json!(["spiffe://mcp-identity.local/ns/other/sa/service"]);
+    f.assert_refused(&f.svid(&claims), "jwt_svid_audience").await;
+}
+
+#[tokio::test]
+async fn a_jwt_svid_without_aud_is_refused() {
+    let f = Fixture::start().await;
+    let mut claims = Fixture::claims();
+    claims.as_object_mut().unwrap().remove("aud");
+    f.assert_refused(&f.svid(&claims), "jwt_svid_missing_claim").await;
+}
+
+#[tokio::test]
+async fn an_expired_jwt_svid_is_refused() {
+    let f = Fixture::start().await;
+    let mut claims = Fixture::claims();
+    claims["exp"] = json!(now() - 60);
+    f.assert_refused(&f.svid(&claims), "jwt_svid_expired").await;
+}
+
+#[tokio::test]
+async fn a_jwt_svid_without_exp_is_refused() {
+    let f = Fixture::start().await;
+    let mut claims = Fixture::claims();
+    claims.as_object_mut().unwrap().remove("exp");
+    f.assert_refused(&f.svid(&claims), "jwt_svid_missing_claim").await;
+}
+
+#[tokio::test]
+async fn an_hs256_jwt_svid_is_refused() {
+    let f = Fixture::start().await;
+    // HMAC keyed with the public key's bytes: the classic algorithm confusion.
+    let header =
+        data_encoding::BASE64URL_NOPAD.encode(json!({"alg": "HS256", "typ": "JWT", "kid": KID}).to_string().as_bytes());
+    let payload = data_encoding::BASE64URL_NOPAD.encode(Fixture::claims().to_string().as_bytes());
+    let input = format!("{header}.{payload}");
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, f.authority.jwk().to_string().as_bytes());
+    let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+    let jwt = format!("{input}.{}", data_encoding::BASE64URL_NOPAD.encode(tag.as_ref()));
+    f.assert_refused(&jwt, "jwt_svid_algorithm").await;
+}
+
+#[tokio::test]
+async fn a_jwt_svid_of_a_foreign_trust_domain_is_refused() {
+    let f = Fixture::start().await;
+    let mut claims = Fixture::claims();
+    claims["sub"] = json!("spiffe://evil.example/ns/mcp-agents/sa/trusted-agent");
+    f.assert_refused(&f.svid(&claims), "jwt_svid_trust_domain").await;
+}
+
+#[tokio::test]
+async fn a_jwt_svid_signed_by_an_x509_svid_authority_is_refused() {
+    let f = Fixture::start().await;
+    let jwt =
+        f.x509_authority.sign(&json!({"alg": "ES256", "typ": "JWT", "kid": X509_KID}), &Fixture::claims()).unwrap();
+    f.assert_refused(&jwt, "jwt_svid_unknown_kid").await;
+}
+
+#[tokio::test]
+async fn a_jwt_svid_signed_by_another_key_under_a_known_kid_is_refused() {
+    let f = Fixture::start().await;
+    let other = SigningKey::generate().unwrap();
+    let jwt = other.sign(&json!({"alg": "ES256", "typ": "JWT", "kid": KID}), &Fixture::claims()).unwrap();
+    f.assert_refused(&jwt, "jwt_svid_signature").await;
+}
+
+#[tokio::test]
+async fn a_jwt_svid_whose_sub_is_not_a_spiffe_id_is_refused() {
+    let f = Fixture::start().await;
+    let mut claims = Fixture::claims();
+    claims["sub"] = json!("trusted-agent");
+    f.assert_refused(&f.svid(&claims), "jwt_svid_subject").await;
+}
+
+#[tokio::test]
+async fn a_jwt_svid_with_a_critical_header_is_refused() {
+    let f = Fixture::start().await;
+    let jwt = f
+        .authority
+        .sign(&json!({"alg": "ES256", "typ": "JWT", "kid": KID, "crit": ["exp"]}), &Fixture::claims())
+        .unwrap();
+    f.assert_refused(&jwt, "jwt_svid_crit").await;
+}
