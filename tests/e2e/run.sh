@@ -11,7 +11,9 @@
 # request; no credentials, a replayed proof, a token with another key's proof and a
 # bound token sent as Bearer all refused with 401 challenges; the RFC 9728 metadata;
 # and nonce mode end to end (a third mcp-pep from a YAML config with dpop_nonce: true,
-# an issuer that demands nonces too). Ends with the plain "N passed, M failed" line.
+# an issuer that demands nonces too). Then SPIFFE (spiffe.sh): mcp-pep's SVID and bundles
+# from a Workload API server, the Python SDK over mTLS, refused certificates, rotation.
+# Ends with the plain "N passed, M failed" line.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
@@ -193,6 +195,9 @@ check credentials-stripped-upstream bash -c '
   grep -q "^POST .*session=" "$log" || { echo "the upstream shim saw no traffic" >&2; exit 1; }
   ! grep -E "authorization=present|dpop=present" "$log"
 ' _ "$E2E_LOGDIR/upstream-shim.log"
+
+# --- SPIFFE identity: Workload API, mTLS, rotation (spiffe.sh) ---------------------
+. "$here/spiffe.sh"
 
 echo "e2e: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

