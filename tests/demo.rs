@@ -1,5 +1,6 @@
 //! `mcp-pep demo` is the README's first command: it must run and show the trust model's
-//! matrix and the credentials checks, decided for real.
+//! matrix for three agents with their own SVIDs and tokens, and the credentials checks,
+//! decided for real.
 
 use std::process::{Command, Stdio};
 
@@ -32,10 +33,17 @@ fn demo_shows_the_matrix_and_the_credentials_checks() {
         ("credentials", "token + fresh proof", "allowed"),
         ("credentials", "the same proof replayed", "refused"),
         ("credentials", "the token with another key's proof", "refused"),
+        ("credentials", "token and key used from another workload", "refused"),
     ];
     for (agent, label, want) in expect {
         assert_eq!(verdict(&text, agent, label), Some(want), "{agent} / {label} in:\n{text}");
     }
+    // Every agent came over mTLS with its own SVID, to a sidecar speaking mTLS upstream.
+    for agent in ["trusted-agent", "semi-trusted-agent", "untrusted-agent"] {
+        let line = format!("{agent}  spiffe://mcp-identity.local/ns/mcp-agents/sa/{agent} over mTLS");
+        assert!(text.contains(&line), "{line} missing in:\n{text}");
+    }
+    assert!(text.contains("the caller proved spiffe://mcp-identity.local/ns/mcp-agents/sa/untrusted-agent"), "{text}");
     // tools/list is filtered per caller.
     assert!(text.contains("1 tools: read_file"), "untrusted list not filtered:\n{text}");
 }

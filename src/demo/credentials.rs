@@ -1,17 +1,12 @@
-//! The credentials part of the demo: an in-process issuer mints a DPoP-bound access
-//! token (Keycloak-shaped, ES256), the agent signs a fresh proof per request with its own
-//! key, and a sidecar with `auth` on checks both. Real crypto, no network.
+//! The demo's Keycloak stand-in: an in-process issuer mints DPoP-bound access tokens
+//! (Keycloak-shaped, ES256, `azp` = the agent's SPIFFE ID), and each agent signs a fresh
+//! proof per request with its own key. Real crypto, no network.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-use bytes::Bytes;
 use data_encoding::BASE64URL_NOPAD;
-use http::Request;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 
 use crate::auth::dpop::access_token_hash;
@@ -105,37 +100,4 @@ pub fn proof(key: &SigningKey, method: &str, htu: &str, token: &str) -> anyhow::
         "ath": access_token_hash(token),
     });
     key.sign(&header, &payload)
-}
-
-/// Sends one JSON-RPC request with the given credentials; returns the status, the
-/// session id the server gave (for initialize) and a summary.
-pub async fn call(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    url: &str,
-    session: Option<&str>,
-    body: &Value,
-    token: &str,
-    proof: &str,
-) -> anyhow::Result<(u16, Option<String>, String)> {
-    let mut req = Request::post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("authorization", format!("DPoP {token}"))
-        .header("dpop", proof);
-    if let Some(session) = session {
-        req = req.header("mcp-session-id", session);
-    }
-    let resp = client.request(req.body(Full::new(Bytes::from(body.to_string())))?).await?;
-    let status = resp.status().as_u16();
-    let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let (challenge, session) = (header("www-authenticate"), header("mcp-session-id"));
-    let answer = resp.into_body().collect().await?.to_bytes();
-    let summary = match challenge {
-        Some(challenge) => challenge.split(", algs").next().unwrap_or_default().to_owned(),
-        None => {
-            let v: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
-            v["result"]["content"][0]["text"].as_str().unwrap_or_default().to_owned()
-        }
-    };
-    Ok((status, session, summary))
 }

@@ -1,7 +1,13 @@
-//! `mcp-pep demo`: the tool server, one sidecar per agent, and a scripted session for
-//! each agent that prints every call, the decision and its latency.
+//! `mcp-pep demo`: the whole stack in one process, with real keys and certificates.
+//!
+//! A throwaway SPIRE (a CA for `mcp-identity.local`, X.509-SVIDs for the sidecar, the
+//! tool server and three agents) and a Keycloak stand-in (DPoP-bound tokens whose `azp`
+//! is the agent's SPIFFE ID). One sidecar serves mTLS in front of the tool server and
+//! speaks mTLS to it. Each agent connects with its own SVID, token and DPoP key; the
+//! script prints every call with the decision and its latency, then the credential
+//! attacks the sidecar refuses.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,6 +15,7 @@ use bytes::Bytes;
 use clap::Args;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -17,9 +24,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::credentials::{self, DemoIssuer, SigningKey};
+use super::pki::{Leaf, LeafSpec, TestCa};
 use super::server::{DemoServer, PROTOCOL_VERSION, ResponseMode};
 use crate::auth::config::IssuerConfig;
 use crate::config::Config;
+use crate::listener::TlsAccept;
 use crate::metrics::Metrics;
 use crate::policy::{PolicySet, PolicyStore};
 use crate::server::Server;
@@ -33,7 +42,13 @@ pub const EMBEDDED_POLICIES: &[(&str, &str)] = &[
 ];
 pub const EMBEDDED_DATA: &str = include_str!("../../policies/catalog.json");
 
+const TRUST_DOMAIN: &str = "mcp-identity.local";
 const AGENTS: [&str; 3] = ["trusted-agent", "semi-trusted-agent", "untrusted-agent"];
+const SIDECAR_ID: &str = "spiffe://mcp-identity.local/ns/mcp-tools/sa/mcp-pep";
+const TOOL_SERVER_ID: &str = "spiffe://mcp-identity.local/ns/mcp-tools/sa/tool-server";
+/// The URL agents use for the MCP endpoint (a Service name in a cluster): the `htu`
+/// of their proofs and the `aud` of their tokens.
+const PUBLIC_URL: &str = "https://mcp.demo.local/mcp";
 
 #[derive(Args, Clone)]
 pub struct DemoArgs {
@@ -50,45 +65,86 @@ pub fn embedded_policy_set() -> anyhow::Result<PolicySet> {
     Ok(PolicySet::from_sources(EMBEDDED_POLICIES, Some(data), "data.mcp.decision")?)
 }
 
+fn spiffe_id(agent: &str) -> String {
+    format!("spiffe://{TRUST_DOMAIN}/ns/mcp-agents/sa/{agent}")
+}
+
+/// Files the sidecar reads (its SVID, the bundle, the issuer's keys), removed on drop.
+struct DemoFiles(PathBuf);
+
+impl DemoFiles {
+    fn write(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+        let path = self.0.join(name);
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+}
+
+impl Drop for DemoFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     let until = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let localhost = std::net::IpAddr::from([127, 0, 0, 1]);
 
+    // 1. The identity plane: a CA and the SVIDs SPIRE would issue.
+    let ca = TestCa::new(TRUST_DOMAIN)?;
+    let sidecar_svid = ca.leaf(&LeafSpec::svid(SIDECAR_ID).with_ip(localhost))?;
+    let tool_svid = ca.leaf(&LeafSpec::svid(TOOL_SERVER_ID).with_ip(localhost))?;
+    let files = DemoFiles(std::env::temp_dir().join(format!("mcp-pep-demo-{}", std::process::id())));
+    std::fs::create_dir_all(&files.0)?;
+
+    // 2. The tool server, over mTLS: only the sidecar's SVID gets in.
     let tool_listener = TcpListener::bind("127.0.0.1:0").await?;
-    let upstream = format!("http://{}/mcp", tool_listener.local_addr()?);
-    let mut tasks =
-        vec![tokio::spawn(DemoServer::new(ResponseMode::Json).serve(tool_listener, None, until(stopped.clone())))];
-    println!("demo tool server   {upstream}");
+    let upstream = format!("https://{}/mcp", tool_listener.local_addr()?);
+    let tool_tls = tool_server_tls(&ca, &tool_svid)?;
+    let mut tasks = vec![tokio::spawn(DemoServer::new(ResponseMode::Json).serve(
+        tool_listener,
+        Some(tool_tls),
+        until(stopped.clone()),
+    ))];
 
+    // 3. The authorization server's keys.
+    let issuer = DemoIssuer::new()?;
+    let jwks_file = files.write("jwks.json", &issuer.jwks().to_string())?;
+
+    // 4. The sidecar: mTLS in, DPoP-bound tokens bound to the caller's SPIFFE ID, the
+    //    shipped policies, mTLS out.
     let policies = Arc::new(PolicyStore::new());
     match &args.policy_dir {
         Some(dir) => policies.replace(PolicySet::load(dir, "data.mcp.decision")?),
         None => policies.replace(embedded_policy_set()?),
     }
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let config = sidecar_config(&files, &sidecar_svid, &ca, &upstream, &jwks_file)?;
+    let settings = config.validate("demo")?;
+    let server = Server::bind_with(&settings, policies.clone(), Arc::new(Metrics::new()?)).await?;
+    let url = format!("https://{}/mcp", server.mcp_addr());
+    tasks.push(tokio::spawn(server.run(until(stopped.clone()))));
+    println!("SPIFFE trust domain {TRUST_DOMAIN}: a fresh CA, X.509-SVIDs for every workload");
+    println!("tool server  {upstream}  ({TOOL_SERVER_ID}, mTLS)");
+    println!("sidecar      {url}  ({SIDECAR_ID}, mTLS in and out; public URL {PUBLIC_URL})");
+    println!("issuer       {} (DPoP-bound tokens, azp = the agent's SPIFFE ID)", credentials::ISSUER);
 
-    for agent in AGENTS {
-        let spiffe_id = format!("spiffe://mcp-identity.local/ns/mcp-agents/sa/{agent}");
-        let mut config = Config { listen: "127.0.0.1:0".into(), admin_listen: String::new(), ..Config::default() };
-        config.upstream.url = Some(upstream.clone());
-        config.policy.dir = Some(std::env::temp_dir());
-        config.identity.local_spiffe_id = Some(spiffe_id.clone());
-        // The demo shows why: production keeps reasons in the decision log only.
-        config.policy.expose_reasons = true;
-        let settings = config.validate("demo")?;
-        let server = Server::bind_with(&settings, policies.clone(), Arc::new(Metrics::new()?)).await?;
-        let url = format!("http://{}/mcp", server.mcp_addr());
-        tasks.push(tokio::spawn(server.run(until(stopped.clone()))));
-        println!("\n{agent}  sidecar {url}\n  identity {spiffe_id} (loopback caller = the pod's workload)");
-        if let Err(e) = script(&client, &url).await {
+    // 5. Three agents, each with its own SVID, DPoP key and token.
+    let mut agents = Vec::new();
+    for name in AGENTS {
+        let agent = Agent::new(name, &ca, &issuer)?;
+        println!("\n{name}  {} over mTLS, token bound to its DPoP key", agent.spiffe_id);
+        if let Err(e) = script(&agent, &url).await {
             println!("  session failed: {e:#}");
         }
+        agents.push(agent);
     }
-    match credentials_part(&client, &upstream, &policies, &stopped, &until).await {
-        Ok(task) => tasks.push(task),
-        Err(e) => println!("  credentials part failed: {e:#}"),
+    if let [trusted, _, untrusted] = &agents[..]
+        && let Err(e) = attacks(trusted, untrusted, &url).await
+    {
+        println!("  credentials part failed: {e:#}");
     }
     let _ = stop.send(true);
     for task in tasks {
@@ -98,64 +154,77 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A sidecar with `auth` on: an honest DPoP call, a replayed proof, another key's proof.
-async fn credentials_part<F, Fut>(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    upstream: &str,
-    policies: &Arc<PolicyStore>,
-    stopped: &watch::Receiver<bool>,
-    until: &F,
-) -> anyhow::Result<tokio::task::JoinHandle<()>>
-where
-    F: Fn(watch::Receiver<bool>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let issuer = DemoIssuer::new()?;
-    let jwks_file = std::env::temp_dir().join(format!("mcp-pep-demo-jwks-{}.json", std::process::id()));
-    std::fs::write(&jwks_file, issuer.jwks().to_string())?;
-    let public_url = "https://mcp.demo.local/mcp";
+fn sidecar_config(files: &DemoFiles, svid: &Leaf, ca: &TestCa, upstream: &str, jwks: &Path) -> anyhow::Result<Config> {
     let mut config = Config { listen: "127.0.0.1:0".into(), admin_listen: String::new(), ..Config::default() };
     config.upstream.url = Some(upstream.to_owned());
+    config.upstream.spiffe_id = Some(TOOL_SERVER_ID.into());
     config.policy.dir = Some(std::env::temp_dir());
-    config.identity.local_spiffe_id = Some("spiffe://mcp-identity.local/ns/mcp-agents/sa/trusted-agent".into());
+    // The demo shows why: production keeps reasons in the decision log only.
+    config.policy.expose_reasons = true;
+    let identity = &mut config.identity;
+    identity.source = "files".into();
+    identity.files.cert = Some(files.write("svid.pem", &svid.chain_pem())?);
+    identity.files.key = Some(files.write("svid.key", &svid.key_pem())?);
+    identity.files.bundles.insert(TRUST_DOMAIN.into(), files.write("bundle.pem", &ca.cert_pem())?);
+    identity.mtls = true;
+    identity.trust_domains = vec![TRUST_DOMAIN.into()];
     config.auth.issuers =
-        vec![IssuerConfig { issuer: credentials::ISSUER.into(), jwks_uri: None, jwks_file: Some(jwks_file.clone()) }];
-    config.auth.public_url = Some(public_url.into());
-    let settings = config.validate("demo");
-    let _ = std::fs::remove_file(&jwks_file);
-    let server = Server::bind_with(&settings?, policies.clone(), Arc::new(Metrics::new()?)).await?;
-    let url = format!("http://{}/mcp", server.mcp_addr());
-    let task = tokio::spawn(server.run(until(stopped.clone())));
-    println!("\ncredentials  sidecar {url} (public URL {public_url})");
-    println!("  issuer {} mints DPoP-bound tokens; the agent signs a fresh proof per request", credentials::ISSUER);
+        vec![IssuerConfig { issuer: credentials::ISSUER.into(), jwks_uri: None, jwks_file: Some(jwks.to_owned()) }];
+    config.auth.public_url = Some(PUBLIC_URL.into());
+    Ok(config)
+}
 
-    let agent_key = SigningKey::generate()?;
-    let token = issuer.token(public_url, "trusted-agent", &agent_key.thumbprint()?)?;
-    let initialize = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "mcp-pep-demo", "version": "1"}}});
-    let first = credentials::proof(&agent_key, "POST", public_url, &token)?;
-    let (_, session, _) = credentials::call(client, &url, None, &initialize, &token, &first).await?;
-    let read = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "read_file", "arguments": {"path": "/workspace/README.md"}}});
-    let honest = credentials::proof(&agent_key, "POST", public_url, &token)?;
-    let thief_key = SigningKey::generate()?;
-    let stolen = credentials::proof(&thief_key, "POST", public_url, &token)?;
-    for (label, proof) in [
-        ("token + fresh proof by the bound key", &honest),
-        ("the same proof replayed", &honest),
-        ("the token with another key's proof", &stolen),
-    ] {
-        let started = Instant::now();
-        let (status, _, summary) = credentials::call(client, &url, session.as_deref(), &read, &token, proof).await?;
-        let verdict = if status == 200 { "allowed" } else { "refused" };
-        println!("  {label:<52} {verdict:<8} {:>6} µs  HTTP {status} {summary}", started.elapsed().as_micros());
+/// The tool server's TLS: its SVID, and client certificates of the trust domain only.
+fn tool_server_tls(ca: &TestCa, svid: &Leaf) -> anyhow::Result<TlsAccept> {
+    let provider = crate::identity::tls::provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.clone())?;
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(svid.chain.clone(), svid.key_der())?;
+    Ok(TlsAccept {
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        timeout: Duration::from_secs(5),
+        on_handshake: crate::identity::on_handshake(Arc::new(Metrics::new()?)),
+    })
+}
+
+/// One agent: its SVID in the TLS client, its token and DPoP key.
+struct Agent {
+    spiffe_id: String,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    token: String,
+    key: SigningKey,
+}
+
+impl Agent {
+    fn new(name: &str, ca: &TestCa, issuer: &DemoIssuer) -> anyhow::Result<Agent> {
+        let spiffe_id = spiffe_id(name);
+        let svid = ca.leaf(&LeafSpec::svid(&spiffe_id))?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.cert.clone())?;
+        let tls = rustls::ClientConfig::builder_with_provider(crate::identity::tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(svid.chain.clone(), svid.key_der())?;
+        let connector = HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().build();
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let key = SigningKey::generate()?;
+        let token = issuer.token(PUBLIC_URL, &spiffe_id, &key.thumbprint()?)?;
+        Ok(Agent { spiffe_id, client, token, key })
     }
-    Ok(task)
+
+    fn proof(&self) -> anyhow::Result<String> {
+        credentials::proof(&self.key, "POST", PUBLIC_URL, &self.token)
+    }
 }
 
 /// One agent's session: the protocol plumbing, then one call per tool category.
-async fn script(client: &Client<HttpConnector, Full<Bytes>>, url: &str) -> anyhow::Result<()> {
-    let mut session = Session { client, url, id: None, next_id: 1 };
+async fn script(agent: &Agent, url: &str) -> anyhow::Result<()> {
+    let mut session = Session { agent, url, id: None, next_id: 1 };
     session.call("initialize", json!({"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "mcp-pep-demo", "version": "1"}})).await?;
     session.notify("notifications/initialized").await?;
     session.call("tools/list", json!({})).await?;
@@ -174,32 +243,77 @@ async fn script(client: &Client<HttpConnector, Full<Bytes>>, url: &str) -> anyho
     Ok(())
 }
 
+/// What the sidecar refuses even with valid keys and certificates in the attacker's hand.
+async fn attacks(trusted: &Agent, untrusted: &Agent, url: &str) -> anyhow::Result<()> {
+    println!("\ncredentials  the trusted agent's token, presented four ways");
+    let mut base = Session { agent: trusted, url, id: None, next_id: 1 };
+    let initialize = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "mcp-pep-demo", "version": "1"}}});
+    base.post(&initialize).await?;
+    let read = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "read_file", "arguments": {"path": "/workspace/README.md"}}});
+    let honest = trusted.proof()?;
+    let thief_key = SigningKey::generate()?;
+    let stolen = credentials::proof(&thief_key, "POST", PUBLIC_URL, &trusted.token)?;
+    // The untrusted agent signs a proof with the trusted agent's key (say it stole both):
+    // the token's azp still names the trusted agent, and its certificate does not.
+    let cross = trusted.proof()?;
+    let cases = [
+        ("token + fresh proof by the bound key", trusted, &honest),
+        ("the same proof replayed", trusted, &honest),
+        ("the token with another key's proof", trusted, &stolen),
+        ("token and key used from another workload", untrusted, &cross),
+    ];
+    for (label, via, proof) in cases {
+        let mut session = Session { agent: via, url, id: base.id.clone(), next_id: 1 };
+        let started = Instant::now();
+        let (status, answer) = session.post_as(&read, &trusted.token, proof).await?;
+        let verdict = if status == StatusCode::OK && answer.get("result").is_some() { "allowed" } else { "refused" };
+        let detail = answer["error"]["message"].as_str().unwrap_or_default().to_owned();
+        println!(
+            "  {label:<52} {verdict:<8} {:>6} µs  HTTP {} {detail}",
+            started.elapsed().as_micros(),
+            status.as_u16()
+        );
+    }
+    Ok(())
+}
+
 struct Session<'a> {
-    client: &'a Client<HttpConnector, Full<Bytes>>,
+    agent: &'a Agent,
     url: &'a str,
     id: Option<String>,
     next_id: i64,
 }
 
 impl Session<'_> {
+    /// One message with the agent's token and a fresh proof.
     async fn post(&mut self, message: &Value) -> anyhow::Result<(StatusCode, Value, Duration)> {
+        let started = Instant::now();
+        let proof = self.agent.proof()?;
+        let (status, value) = self.post_as(message, &self.agent.token.clone(), &proof).await?;
+        Ok((status, value, started.elapsed()))
+    }
+
+    /// One message with the given token and proof.
+    async fn post_as(&mut self, message: &Value, token: &str, proof: &str) -> anyhow::Result<(StatusCode, Value)> {
         let mut req = Request::post(self.url)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", PROTOCOL_VERSION);
+            .header("mcp-protocol-version", PROTOCOL_VERSION)
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof);
         if let Some(id) = &self.id {
             req = req.header("mcp-session-id", id);
         }
-        let started = Instant::now();
-        let resp = self.client.request(req.body(Full::new(Bytes::from(message.to_string())))?).await?;
+        let resp = self.agent.client.request(req.body(Full::new(Bytes::from(message.to_string())))?).await?;
         let status = resp.status();
         if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
             self.id = Some(id.to_owned());
         }
         let body = resp.into_body().collect().await?.to_bytes();
-        let elapsed = started.elapsed();
         let value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body)? };
-        Ok((status, value, elapsed))
+        Ok((status, value))
     }
 
     async fn notify(&mut self, method: &str) -> anyhow::Result<()> {
