@@ -220,3 +220,63 @@ async fn a_jwt_svid_with_a_critical_header_is_refused() {
         .unwrap();
     f.assert_refused(&jwt, "jwt_svid_crit").await;
 }
+
+/// A SPIRE OIDC Discovery Provider on 127.0.0.1: discovery document and JWKS.
+async fn oidc_discovery_provider(jwks: Value) -> TestUpstream {
+    let issuer = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    let for_handler = issuer.clone();
+    let provider = TestUpstream::start(move |req| {
+        let issuer = for_handler.get().cloned().unwrap_or_default();
+        let body = match req.uri.path() {
+            "/.well-known/openid-configuration" => json!({"issuer": issuer, "jwks_uri": format!("{issuer}/keys")}),
+            "/keys" => jwks.clone(),
+            _ => json!({}),
+        };
+        async move { support::json_reply(http::StatusCode::OK, body.to_string()) }
+    })
+    .await;
+    let _ = issuer.set(format!("http://{}", provider.addr));
+    provider
+}
+
+#[tokio::test]
+async fn jwt_authorities_from_a_spire_oidc_discovery_provider() {
+    let authority = SigningKey::generate().unwrap();
+    let mut jwk = authority.jwk();
+    jwk["kid"] = json!("oidc-1");
+    jwk["use"] = json!("sig");
+    jwk["alg"] = json!("ES256");
+    // An encryption key under another kid must never verify a signature.
+    let enc = SigningKey::generate().unwrap();
+    let mut enc_jwk = enc.jwk();
+    enc_jwk["kid"] = json!("oidc-enc");
+    enc_jwk["use"] = json!("enc");
+    let provider = oidc_discovery_provider(json!({"keys": [jwk, enc_jwk]})).await;
+    // A bundle file for the domain, without the OIDC provider's keys.
+    let dir = TempDir::new("empty-bundle");
+    let file = dir.write("bundle.json", &json!({"keys": []}).to_string());
+    let upstream = TestUpstream::json_ok().await;
+    let proxy = TestProxy::builder(upstream.url())
+        .policy(JWT_SVID_ONLY)
+        .configure(|c| {
+            c.policy.expose_reasons = true;
+            c.identity.source = "files".into();
+            c.identity.files.jwt_bundles.insert(TD.into(), file);
+            c.identity.trust_domains = vec![TD.into()];
+            c.identity.jwt_svid.header = Some(HEADER.into());
+            c.identity.jwt_svid.audiences = vec![AUDIENCE.into()];
+            c.identity.jwt_svid.oidc_discovery.insert(TD.into(), format!("http://{}", provider.addr));
+        })
+        .start()
+        .await;
+    let jwt = authority.sign(&json!({"alg": "ES256", "typ": "JWT", "kid": "oidc-1"}), &Fixture::claims()).unwrap();
+    let reply = proxy.post(CALL, &[(HEADER, &jwt)]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.json().get("result").is_some(), "{}", reply.text());
+
+    let jwt = enc.sign(&json!({"alg": "ES256", "typ": "JWT", "kid": "oidc-enc"}), &Fixture::claims()).unwrap();
+    let reply = proxy.post(CALL, &[(HEADER, &jwt)]).await;
+    assert_eq!(reply.status, 401, "{}", reply.text());
+    assert_eq!(rejections(&proxy.metrics().await, "credentials", "jwt_svid_unknown_kid"), 1.0);
+    proxy.stop().await;
+}

@@ -36,9 +36,14 @@ pub enum JwksError {
 
 type Keys = HashMap<String, DecodingKey>;
 
-/// The keys of a JWKS by `kid`; keys without a `kid` and symmetric keys are skipped.
+/// The signing keys of a JWKS by `kid`; keys without a `kid`, symmetric keys and keys
+/// published for another `use` than `sig` (Keycloak lists its `enc` keys too) are skipped.
 pub fn keys_of(set: &JwkSet) -> Keys {
-    set.keys.iter().filter_map(|jwk| Some((jwk.common.key_id.clone()?, super::token::decoding_key(jwk)?))).collect()
+    set.keys
+        .iter()
+        .filter(|jwk| matches!(jwk.common.public_key_use, None | Some(jsonwebtoken::jwk::PublicKeyUse::Signature)))
+        .filter_map(|jwk| Some((jwk.common.key_id.clone()?, super::token::decoding_key(jwk)?)))
+        .collect()
 }
 
 pub enum KeySource {
@@ -127,7 +132,7 @@ impl RemoteJwks {
         })
     }
 
-    async fn key(&self, kid: &str) -> Result<Option<DecodingKey>, JwksError> {
+    pub(crate) async fn key(&self, kid: &str) -> Result<Option<DecodingKey>, JwksError> {
         let stale = {
             let state = self.state.lock().await;
             state.fetched.is_none_or(|t| t.elapsed() >= self.refresh_every)
@@ -144,7 +149,7 @@ impl RemoteJwks {
         Ok(self.keys.load().get(kid).cloned())
     }
 
-    async fn refresh_for(&self, kid: &str) -> Result<Option<DecodingKey>, JwksError> {
+    pub(crate) async fn refresh_for(&self, kid: &str) -> Result<Option<DecodingKey>, JwksError> {
         self.fetch(true).await?;
         let keys = self.keys.load();
         if keys.is_empty() {

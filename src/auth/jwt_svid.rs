@@ -3,13 +3,15 @@
 //! our audiences. Unlike access tokens there is no issuer to check: the trust domain
 //! of `sub` picks the bundle, and only its keys may vouch for it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use dashmap::DashMap;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
+use super::jwks::{JwksError, JwksLocation, RemoteJwks};
 use super::token::{DEFAULT_ALGORITHMS, decoding_key, unix_now};
 use crate::context::{IdentitySource, SpiffeIdentity};
 use crate::identity::material::SvidStore;
@@ -41,6 +43,8 @@ pub enum JwtSvidError {
     UnknownKey { td: String, kid: String },
     #[error("signature, audience or lifetime check failed: {0:?}")]
     Invalid(jsonwebtoken::errors::ErrorKind),
+    #[error("JWT authorities unavailable: {0}")]
+    Keys(#[from] JwksError),
 }
 
 impl JwtSvidError {
@@ -54,6 +58,7 @@ impl JwtSvidError {
             JwtSvidError::Subject => "jwt_svid_subject",
             JwtSvidError::TrustDomain(_) => "jwt_svid_trust_domain",
             JwtSvidError::UnknownKey { .. } => "jwt_svid_unknown_kid",
+            JwtSvidError::Keys(_) => "jwt_svid_keys",
             JwtSvidError::Invalid(kind) => match kind {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => "jwt_svid_expired",
                 jsonwebtoken::errors::ErrorKind::InvalidAudience => "jwt_svid_audience",
@@ -69,6 +74,8 @@ pub struct JwtSvidVerifier {
     audiences: Vec<String>,
     trust_domains: BTreeSet<String>,
     store: Arc<SvidStore>,
+    /// SPIRE OIDC Discovery Providers by trust domain, after the store's bundles.
+    oidc: HashMap<String, RemoteJwks>,
     leeway_s: u64,
     /// SHA-256 of the JWT-SVID → its identity and `exp`.
     cache: DashMap<[u8; 32], (SpiffeIdentity, u64)>,
@@ -76,17 +83,25 @@ pub struct JwtSvidVerifier {
 
 impl JwtSvidVerifier {
     pub fn new(audiences: Vec<String>, trust_domains: BTreeSet<String>, store: Arc<SvidStore>) -> Self {
-        JwtSvidVerifier { audiences, trust_domains, store, leeway_s: 5, cache: DashMap::new() }
+        JwtSvidVerifier { audiences, trust_domains, store, oidc: HashMap::new(), leeway_s: 5, cache: DashMap::new() }
     }
 
-    pub fn verify(&self, jwt: &str) -> Result<SpiffeIdentity, JwtSvidError> {
+    /// Adds a SPIRE OIDC Discovery Provider (`issuer` URL) for `trust_domain`.
+    pub fn add_oidc(&mut self, trust_domain: &str, issuer: &str) -> Result<(), JwksError> {
+        let location = JwksLocation::Discovery { issuer: issuer.to_owned() };
+        let remote = RemoteJwks::new(location, Duration::from_secs(300), Duration::from_secs(10))?;
+        self.oidc.insert(trust_domain.to_owned(), remote);
+        Ok(())
+    }
+
+    pub async fn verify(&self, jwt: &str) -> Result<SpiffeIdentity, JwtSvidError> {
         let now = unix_now();
         let mut digest = [0u8; 32];
         digest.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, jwt.as_bytes()).as_ref());
         if let Some(hit) = self.cache.get(&digest).filter(|hit| hit.1 + self.leeway_s > now) {
             return Ok(hit.0.clone());
         }
-        let (identity, exp) = self.verify_uncached(jwt)?;
+        let (identity, exp) = self.verify_uncached(jwt).await?;
         if self.cache.len() >= CACHE_MAX {
             self.cache.clear();
         }
@@ -94,7 +109,7 @@ impl JwtSvidVerifier {
         Ok(identity)
     }
 
-    fn verify_uncached(&self, jwt: &str) -> Result<(SpiffeIdentity, u64), JwtSvidError> {
+    async fn verify_uncached(&self, jwt: &str) -> Result<(SpiffeIdentity, u64), JwtSvidError> {
         // 1. Strict header: an asymmetric algorithm, typ JWT/JOSE if present, a kid, no crit.
         let mut parts = jwt.split('.');
         let (Some(header), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
@@ -131,11 +146,18 @@ impl JwtSvidVerifier {
             return Err(JwtSvidError::TrustDomain(td));
         }
 
-        // 3. The key: a JWT authority of that trust domain's bundle.
-        let material = self.store.load();
+        // 3. The key: a JWT authority of that trust domain's bundle, else of its OIDC
+        //    Discovery Provider (fetched again on an unknown kid, rate limited).
         let unknown = || JwtSvidError::UnknownKey { td: td.clone(), kid: kid.into() };
-        let jwk = material.jwt_bundles.get(&td).and_then(|keys| keys.get(kid)).ok_or_else(unknown)?;
-        let key = decoding_key(jwk).ok_or_else(unknown)?;
+        let bundled = self.store.load().jwt_bundles.get(&td).and_then(|keys| keys.get(kid)).and_then(decoding_key);
+        let key = match (bundled, self.oidc.get(&td)) {
+            (Some(key), _) => key,
+            (None, None) => return Err(unknown()),
+            (None, Some(remote)) => match remote.key(kid).await? {
+                Some(key) => key,
+                None => remote.refresh_for(kid).await?.ok_or_else(unknown)?,
+            },
+        };
 
         // 4. Signature, aud (one of ours) and exp (both required), nbf.
         let mut validation = Validation::new(alg);

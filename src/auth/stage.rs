@@ -76,7 +76,7 @@ impl CredentialsError {
     /// Our side failed (the issuer's keys are unreachable): the client's token may be
     /// fine, so no challenge tells it otherwise.
     fn is_unavailable(&self) -> bool {
-        matches!(self, CredentialsError::Token(TokenError::Keys(_)))
+        matches!(self, CredentialsError::Token(TokenError::Keys(_)) | CredentialsError::JwtSvid(JwtSvidError::Keys(_)))
     }
 
     fn challenge(&self) -> (StatusCode, ChallengeError) {
@@ -191,7 +191,7 @@ impl Credentials {
                 None if check.required => return Err(CredentialsError::NoJwtSvid),
                 None => {}
                 Some(jwt) => {
-                    let proven = check.verifier.verify(jwt)?;
+                    let proven = check.verifier.verify(jwt).await?;
                     if let PeerIdentity::Spiffe(caller) = &identity
                         && caller.source == IdentitySource::Mtls
                         && caller.spiffe_id != proven.spiffe_id

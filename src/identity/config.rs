@@ -54,6 +54,10 @@ pub struct JwtSvidConfig {
     pub audiences: Vec<String>,
     /// Refuse messages without one (else the connection's identity stands).
     pub required: bool,
+    /// JWT authorities published by a SPIRE OIDC Discovery Provider, by trust domain:
+    /// `{mcp-identity.local: https://oidc-discovery.example.org}` (its issuer URL; the
+    /// JWKS is found by discovery, refreshed on an unknown `kid`).
+    pub oidc_discovery: BTreeMap<String, String>,
 }
 
 impl Default for IdentityConfig {
@@ -99,6 +103,8 @@ pub struct JwtSvidSettings {
     pub header: HeaderName,
     pub audiences: Vec<String>,
     pub required: bool,
+    /// Issuer URLs of SPIRE OIDC Discovery Providers by trust domain.
+    pub oidc_discovery: BTreeMap<String, String>,
 }
 
 /// A problem with one key of the section.
@@ -196,10 +202,22 @@ impl IdentityConfig {
                 if self.jwt_svid.audiences.is_empty() {
                     return Err(invalid("identity.jwt_svid.audiences", "JWT-SVIDs need an audience".into()));
                 }
+                for (td, url) in &self.jwt_svid.oidc_discovery {
+                    let ok = url
+                        .parse::<http::Uri>()
+                        .is_ok_and(|u| matches!(u.scheme_str(), Some("https" | "http")) && u.authority().is_some());
+                    if !ok || !trust_domains.contains(td) {
+                        return Err(invalid(
+                            "identity.jwt_svid.oidc_discovery",
+                            format!("{td}: {url:?} must be an http(s) URL of an accepted trust domain"),
+                        ));
+                    }
+                }
                 Some(JwtSvidSettings {
                     header,
                     audiences: self.jwt_svid.audiences.clone(),
                     required: self.jwt_svid.required,
+                    oidc_discovery: self.jwt_svid.oidc_discovery.clone(),
                 })
             }
         };

@@ -55,14 +55,17 @@ pub fn build_stack(config: &StackConfig, store: Arc<PolicyStore>, metrics: Arc<M
         ResourceMetadata::new(&auth.public_url, &auth.issuers, auth.dpop_required, &algs)
     });
     let identity = &config.identity;
-    let jwt_svid = identity.jwt_svid.as_ref().map(|settings| JwtSvidCheck {
-        header: settings.header.clone(),
-        required: settings.required,
-        verifier: JwtSvidVerifier::new(
-            settings.audiences.clone(),
-            identity.trust_domains.clone(),
-            identity.store.clone(),
-        ),
+    let jwt_svid = identity.jwt_svid.as_ref().map(|settings| {
+        let mut verifier =
+            JwtSvidVerifier::new(settings.audiences.clone(), identity.trust_domains.clone(), identity.store.clone());
+        for (td, issuer) in &settings.oidc_discovery {
+            // The URL was checked with the configuration; a client that cannot be built
+            // leaves the domain without OIDC keys (its JWT-SVIDs are refused), logged.
+            if let Err(e) = verifier.add_oidc(td, issuer) {
+                tracing::error!(trust_domain = %td, error = %e, "OIDC discovery provider unusable");
+            }
+        }
+        JwtSvidCheck { header: settings.header.clone(), required: settings.required, verifier }
     });
     let credentials = CredentialsStage::new(config.auth.clone(), jwt_svid, metadata.as_ref(), metrics.clone());
     let service = ServiceBuilder::new()

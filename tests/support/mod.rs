@@ -373,7 +373,7 @@ pub fn up_body(bytes: impl Into<Bytes>) -> UpBody {
     Full::new(bytes.into()).boxed()
 }
 
-pub fn json_reply(status: StatusCode, body: &'static str) -> Response<UpBody> {
+pub fn json_reply(status: StatusCode, body: impl Into<Bytes>) -> Response<UpBody> {
     let mut resp = Response::new(up_body(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
