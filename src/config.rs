@@ -293,6 +293,12 @@ impl Config {
         if self.limits.max_connections == 0 {
             return Err(invalid("limits.max_connections", "must be greater than 0".into()));
         }
+        if self.auth.enabled() && identity.jwt_svid.as_ref().is_some_and(|j| j.header == http::header::AUTHORIZATION) {
+            return Err(invalid(
+                "identity.jwt_svid.header",
+                "Authorization carries the access token when auth.issuers is set; use another header".into(),
+            ));
+        }
         let auth = if self.auth.enabled() {
             let settings = self.auth.validate().map_err(|e| invalid(e.key, e.problem))?;
             Some(Arc::new(settings))

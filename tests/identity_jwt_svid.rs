@@ -71,6 +71,7 @@ impl Fixture {
                 c.identity.jwt_svid.header = Some(HEADER.into());
                 c.identity.jwt_svid.audiences = vec![AUDIENCE.into()];
                 c.identity.jwt_svid.required = true;
+                c.identity.files.poll_interval_ms = 50;
             })
             .start()
             .await;
@@ -279,4 +280,69 @@ async fn jwt_authorities_from_a_spire_oidc_discovery_provider() {
     assert_eq!(reply.status, 401, "{}", reply.text());
     assert_eq!(rejections(&proxy.metrics().await, "credentials", "jwt_svid_unknown_kid"), 1.0);
     proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_jwt_svid_may_come_as_a_bearer_token() {
+    let authority = SigningKey::generate().unwrap();
+    let mut jwk = authority.jwk();
+    jwk["kid"] = json!(KID);
+    jwk["use"] = json!("jwt-svid");
+    let dir = TempDir::new("bearer-bundle");
+    let file = dir.write("bundle.json", &json!({"keys": [jwk]}).to_string());
+    let upstream = TestUpstream::json_ok().await;
+    let proxy = TestProxy::builder(upstream.url())
+        .policy(JWT_SVID_ONLY)
+        .configure(|c| {
+            c.identity.source = "files".into();
+            c.identity.files.jwt_bundles.insert(TD.into(), file.clone());
+            c.identity.trust_domains = vec![TD.into()];
+            c.identity.jwt_svid.header = Some("authorization".into());
+            c.identity.jwt_svid.audiences = vec![AUDIENCE.into()];
+            c.identity.jwt_svid.required = true;
+        })
+        .start()
+        .await;
+    let jwt = authority.sign(&json!({"alg": "ES256", "typ": "JWT", "kid": KID}), &Fixture::claims()).unwrap();
+    let reply = proxy.post(CALL, &[("authorization", &format!("Bearer {jwt}"))]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(upstream.wait_for_requests(1).await[0].header("authorization"), None);
+    // Without the scheme it is not a Bearer credential.
+    let reply = proxy.post(CALL, &[("authorization", &jwt)]).await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    proxy.stop().await;
+
+    // With access tokens on, Authorization is theirs.
+    let mut config = mcp_pep::config::Config::default();
+    config.upstream.url = Some(upstream.url());
+    config.policy.dir = Some(dir.path().to_path_buf());
+    config.identity.source = "files".into();
+    config.identity.files.jwt_bundles.insert(TD.into(), file);
+    config.identity.trust_domains = vec![TD.into()];
+    config.identity.jwt_svid.header = Some("authorization".into());
+    config.identity.jwt_svid.audiences = vec![AUDIENCE.into()];
+    config.auth.issuers = serde_json::from_value(json!([{"issuer": "https://kc.test/realms/r"}])).unwrap();
+    config.auth.public_url = Some("https://mcp.test/mcp".into());
+    let err = config.validate("test").err().expect("refused");
+    assert!(err.to_string().contains("identity.jwt_svid.header"), "{err}");
+}
+
+#[tokio::test]
+async fn a_verified_jwt_svid_stops_working_when_its_key_leaves_the_bundle() {
+    let f = Fixture::start().await;
+    let jwt = f.svid(&Fixture::claims());
+    assert_eq!(f.call(&jwt).await.status, 200);
+    // The trust domain withdraws the key (e.g. a compromised authority).
+    f._dir.write("bundle.json", &json!({"keys": []}).to_string());
+    let deadline = tokio::time::Instant::now() + support::STEP;
+    loop {
+        let reply = f.call(&jwt).await;
+        if reply.status == 401 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "a cached verification outlived its key");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(rejections(&f.proxy.metrics().await, "credentials", "jwt_svid_unknown_kid"), 1.0);
+    f.proxy.stop().await;
 }

@@ -77,8 +77,9 @@ pub struct JwtSvidVerifier {
     /// SPIRE OIDC Discovery Providers by trust domain, after the store's bundles.
     oidc: HashMap<String, RemoteJwks>,
     leeway_s: u64,
-    /// SHA-256 of the JWT-SVID → its identity and `exp`.
-    cache: DashMap<[u8; 32], (SpiffeIdentity, u64)>,
+    /// SHA-256 of the JWT-SVID → its identity, `exp`, and the material revision it was
+    /// verified under (a bundle rotation that withdraws its key ends the entry).
+    cache: DashMap<[u8; 32], (SpiffeIdentity, u64, u64)>,
 }
 
 impl JwtSvidVerifier {
@@ -98,14 +99,15 @@ impl JwtSvidVerifier {
         let now = unix_now();
         let mut digest = [0u8; 32];
         digest.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, jwt.as_bytes()).as_ref());
-        if let Some(hit) = self.cache.get(&digest).filter(|hit| hit.1 + self.leeway_s > now) {
+        let revision = self.store.revision();
+        if let Some(hit) = self.cache.get(&digest).filter(|hit| hit.1 + self.leeway_s > now && hit.2 == revision) {
             return Ok(hit.0.clone());
         }
         let (identity, exp) = self.verify_uncached(jwt).await?;
         if self.cache.len() >= CACHE_MAX {
             self.cache.clear();
         }
-        self.cache.insert(digest, (identity.clone(), exp));
+        self.cache.insert(digest, (identity.clone(), exp, revision));
         Ok(identity)
     }
 

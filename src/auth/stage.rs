@@ -190,7 +190,15 @@ impl Credentials {
             match single_header(headers, &check.header)? {
                 None if check.required => return Err(CredentialsError::NoJwtSvid),
                 None => {}
-                Some(jwt) => {
+                Some(value) => {
+                    // In `Authorization` a JWT-SVID comes as a Bearer token (SPIFFE JWT-SVID §4).
+                    let jwt = if check.header == http::header::AUTHORIZATION {
+                        value
+                            .strip_prefix("Bearer ")
+                            .ok_or(CredentialsError::InvalidRequest("a JWT-SVID in Authorization needs Bearer"))?
+                    } else {
+                        value
+                    };
                     let proven = check.verifier.verify(jwt).await?;
                     if let PeerIdentity::Spiffe(caller) = &identity
                         && caller.source == IdentitySource::Mtls

@@ -167,6 +167,12 @@ impl SvidStore {
         self.revision.subscribe()
     }
 
+    /// Which installation is current: a verification cached under an older revision
+    /// may rest on a key that a rotation withdrew.
+    pub fn revision(&self) -> u64 {
+        *self.revision.borrow()
+    }
+
     /// Whether material has been installed at least once.
     pub fn has_material(&self) -> bool {
         *self.revision.borrow() > 0

@@ -182,6 +182,10 @@ async fn workload_api(
         Ok(source) => source,
         Err(e) => return install(Err(SourceError::WorkloadApi(e.to_string()))),
     };
+    // Serve mTLS as soon as the X.509 material is there; JWT bundles may come later.
+    if with_jwt {
+        install(from_workload_api(&x509, None, provider));
+    }
     let jwt = if with_jwt {
         let built = match &socket {
             Some(socket) => JwtSource::builder().endpoint(socket).build().await,

@@ -114,14 +114,15 @@ impl PolicyStage {
         let method = Metrics::method_label(message.method.as_deref());
         let tool = self.metrics.tool_label(message.target.as_deref());
         self.metrics.decisions.with_label_values(&[method, tool.as_str(), outcome]).inc();
-        let spiffe_id = match caller.identity {
-            Some(PeerIdentity::Spiffe(id)) => Some(&*id.spiffe_id),
-            _ => None,
+        let (spiffe_id, identity_source) = match caller.identity {
+            Some(PeerIdentity::Spiffe(id)) => (Some(&*id.spiffe_id), Some(id.source.as_str())),
+            _ => (None, None),
         };
         tracing::info!(
             target: "mcp_pep::decision",
             %decision_id,
             spiffe_id,
+            identity_source,
             subject = caller.token.and_then(|t| t.subject()),
             jkt = caller.token.and_then(|t| t.dpop_jkt()),
             kind = message.kind.as_str(),
