@@ -2,7 +2,10 @@
 """MCP client over mutual TLS with X.509-SVIDs, on the official Python SDK (`mcp`, httpx2).
 
 Usage: py_mtls_client.py URL CERT KEY CA [--expect-deny TOOL] [--server-id ID]
-                         [--ready-file F --wait-file G]
+                         [--call TOOL [--args JSON] [--expect-deny] [--expect-text TEXT]]
+                         [--header NAME:VALUE]... [--ready-file F --wait-file G]
+       py_mtls_client.py URL CERT KEY CA --expect-rejected STATUS:CODE:TEXT
+                         [--header NAME:VALUE]... [--server-id ID]
        py_mtls_client.py URL CERT KEY CA --probe [--expect-cert PEM]
                          [--expect-refused by-server|by-client] [--server-id ID]
 
@@ -16,8 +19,18 @@ client makes.
 Session mode (py_client.py's steps): initialize, tools/list (`echo` listed, TOOL hidden), call
 `echo`; with --ready-file/--wait-file create F and wait (at most 60 s) until G exists, then
 call `echo` again in the same session (a session that outlives a rotation); with
---expect-deny require the policy denial of TOOL (-32001) and `echo` still working; leave
+--expect-deny TOOL require the policy denial of TOOL (-32001) and `echo` still working; with
+--call TOOL call TOOL with the JSON object --args (default {}): it must be listed by tools/list
+and succeed (its text containing --expect-text, if given), or with a bare --expect-deny be
+hidden from tools/list and denied by the policy (-32001), `echo` still working after it; leave
 (DELETE answered 2xx). Prints the server certificates seen. Exit 0 on success, 1 on failure.
+
+--header NAME:VALUE (repeatable): sent on every HTTP request of the session (the httpx2
+client's headers), e.g. a JWT-SVID in x-spiffe-jwt-svid.
+
+--expect-rejected STATUS:CODE:TEXT: the session must not open: initialize answered with HTTP
+STATUS and the JSON-RPC error CODE whose message contains TEXT (e.g.
+401:-32005:the JWT-SVID names), which the SDK raises as an MCPError. Exit 0 only then.
 
 --probe: one TLS connection and one HTTP request (GET /), no MCP. Prints the server's
 certificate (serial, SHA-256, SPIFFE ID) and the HTTP status line. Exit 0 when the server
@@ -30,6 +43,7 @@ chain to CA). Anything else, e.g. nothing listening, exits 1 or 2.
 
 import argparse
 import hashlib
+import json
 import socket
 import ssl
 import sys
@@ -46,6 +60,29 @@ from mcp.client.streamable_http import streamable_http_client
 from py_client import StepFailed, call_echo, check
 
 SIDECAR_ID = "spiffe://mcp-identity.local/ns/mcp-tools/sa/mcp-pep"
+CALLED_TOOL = object()  # a bare --expect-deny: the --call TOOL is the one denied
+
+
+def json_object(text: str) -> dict:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {text}")
+    return value
+
+
+def header_arg(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"want NAME:VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def rejected_arg(text: str) -> tuple[int, int, str]:
+    parts = text.split(":", 2)
+    try:
+        return int(parts[0]), int(parts[1]), parts[2]
+    except (IndexError, ValueError):
+        raise argparse.ArgumentTypeError(f"want STATUS:CODE:TEXT, got {text!r}")
 
 
 def step(msg: str) -> None:
@@ -88,11 +125,32 @@ def verify_peer(ssl_object: ssl.SSLObject | ssl.SSLSocket, server_id: str) -> by
     return der
 
 
-async def run(url: str, ctx: ssl.SSLContext, server_id: str, deny_tool: str | None,
-              ready_file: str | None, wait_file: str | None) -> None:
+async def call_tool(session: ClientSession, tool: str, arguments: dict, deny: bool,
+                    expect_text: str | None) -> None:
+    label = f"tools/call {tool} {json.dumps(arguments, separators=(',', ':'))}"
+    try:
+        res = await session.call_tool(tool, arguments)
+    except MCPError as e:
+        check(deny, f"{label}: error {e.code} {e.message!r}, want a result")
+        check(e.code == -32001, f"{label}: error code {e.code}, want -32001 ({e.message})")
+        check("denied" in e.message, f"{label}: message lacks 'denied': {e.message!r}")
+        step(f"{label}: denied as expected ({e.code} {e.message!r})")
+        return
+    texts = [c.text for c in res.content if getattr(c, "type", None) == "text"]
+    check(not deny, f"{label}: not denied, got a result: {texts or str(res)[:200]}")
+    check(not res.is_error, f"{label}: isError: {texts}")
+    if expect_text is not None:
+        check(any(expect_text in t for t in texts), f"{label}: no {expect_text!r} in {texts}")
+    step(f"{label}: ok ({texts[0] if texts else str(res)[:100]!r})")
+
+
+async def run(url: str, ctx: ssl.SSLContext, server_id: str, headers: dict[str, str], args) -> None:
+    deny_tool = args.expect_deny if args.expect_deny != CALLED_TOOL else None
+    ready_file, wait_file = args.ready_file, args.wait_file
     seen_certs: dict[bytes, int] = {}  # server certificate -> responses over it
     connections: dict[int, object] = {}  # the TLS connections verified (kept: ids stay unique)
     deletes: list[int] = []
+    post_statuses: list[int] = []  # every POST's HTTP status, in order
 
     async def on_response(resp: httpx2.Response) -> None:
         stream = resp.extensions.get("network_stream")
@@ -107,10 +165,18 @@ async def run(url: str, ctx: ssl.SSLContext, server_id: str, deny_tool: str | No
         seen_certs[der] = seen_certs.get(der, 0) + 1
         if resp.request.method == "DELETE":
             deletes.append(resp.status_code)
+        if resp.request.method == "POST":
+            post_statuses.append(resp.status_code)
 
-    http = httpx2.AsyncClient(verify=ctx, timeout=httpx2.Timeout(30, read=300),
+    http = httpx2.AsyncClient(verify=ctx, timeout=httpx2.Timeout(30, read=300), headers=headers,
                               event_hooks={"response": [on_response]})
+    if headers:
+        step("headers on every request: " + ", ".join(f"{k}: {v[:24]}{'...' if len(v) > 24 else ''}"
+                                                      for k, v in headers.items()))
     async with http:
+        if args.expect_rejected:
+            await expect_rejected(url, http, args.expect_rejected, post_statuses)
+            return
         async with streamable_http_client(url, http_client=http) as (read, write):
             async with ClientSession(read, write) as session:
                 init = await session.initialize()
@@ -118,6 +184,10 @@ async def run(url: str, ctx: ssl.SSLContext, server_id: str, deny_tool: str | No
                 names = sorted(t.name for t in (await session.list_tools()).tools)
                 check("echo" in names, f"tools/list: no echo in {names}")
                 check(deny_tool not in names, f"tools/list: {deny_tool} is listed but must be hidden")
+                if args.call:
+                    call_denied = args.expect_deny == CALLED_TOOL
+                    check((args.call in names) != call_denied,
+                          f"tools/list: {args.call} {'is listed but must be hidden' if call_denied else 'is not listed'}")
                 step(f"tools/list: ok ({len(names)} tools)")
                 await call_echo(session, "tools/call echo")
 
@@ -139,10 +209,36 @@ async def run(url: str, ctx: ssl.SSLContext, server_id: str, deny_tool: str | No
                     else:
                         raise StepFailed(f"deny {deny_tool}: not denied, got a result: {str(res)[:200]}")
                     await call_echo(session, "tools/call echo after deny")
+
+                if args.call:
+                    await call_tool(session, args.call, args.args, args.expect_deny == CALLED_TOOL,
+                                    args.expect_text)
+                    await call_echo(session, f"tools/call echo after {args.call}")
         check(bool(deletes), "DELETE: the SDK did not send it")
         check(200 <= deletes[0] < 300, f"DELETE: status {deletes[0]}")
         step(f"DELETE: ok ({deletes[0]})")
     step(f"{len(connections)} TLS connection(s), each verified; server certificates seen: " + ", ".join(f"{describe(d)} x{n}" for d, n in seen_certs.items()))
+
+
+async def expect_rejected(url: str, http: httpx2.AsyncClient, spec: tuple[int, int, str],
+                          post_statuses: list[int]) -> None:
+    """The session must not open: initialize refused with HTTP STATUS and JSON-RPC error CODE."""
+    status, code, text = spec
+    async with streamable_http_client(url, http_client=http) as (read, write):
+        async with ClientSession(read, write) as session:
+            # Caught here: past the SDK's task groups it would come wrapped in an ExceptionGroup.
+            try:
+                init = await session.initialize()
+            except MCPError as e:
+                refused = e
+            else:
+                raise StepFailed(f"initialize: ok (server {init.server_info.name}), want it refused")
+    seen = post_statuses[0] if post_statuses else None  # the initialize POST
+    step(f"initialize: refused: HTTP {seen}, JSON-RPC error {refused.code} {refused.message!r}")
+    check(seen == status, f"initialize: HTTP status {seen}, want {status}")
+    check(refused.code == code, f"initialize: error code {refused.code}, want {code}")
+    check(text in refused.message, f"initialize: message lacks {text!r}: {refused.message!r}")
+    step(f"refused as expected ({status}, {code}, {text!r})")
 
 
 def probe(url: str, ctx: ssl.SSLContext, server_id: str, expect_cert: str | None, expect_refused: str | None) -> int:
@@ -214,7 +310,13 @@ def main() -> int:
     ap.add_argument("key", help="its private key (PEM), or -")
     ap.add_argument("ca", help="X.509 bundle (PEM) to verify the server with")
     ap.add_argument("--server-id", default=SIDECAR_ID)
-    ap.add_argument("--expect-deny", metavar="TOOL")
+    ap.add_argument("--expect-deny", metavar="TOOL", nargs="?", const=CALLED_TOOL,
+                    help="TOOL must be denied; bare (with --call): the --call must be denied")
+    ap.add_argument("--call", metavar="TOOL", help="call TOOL (allowed unless a bare --expect-deny)")
+    ap.add_argument("--args", type=json_object, default={}, metavar="JSON", help="--call's arguments")
+    ap.add_argument("--expect-text", metavar="TEXT", help="--call's result text must contain TEXT")
+    ap.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", type=header_arg)
+    ap.add_argument("--expect-rejected", metavar="STATUS:CODE:TEXT", type=rejected_arg)
     ap.add_argument("--ready-file")
     ap.add_argument("--wait-file")
     ap.add_argument("--probe", action="store_true")
@@ -225,12 +327,20 @@ def main() -> int:
         ap.error("--ready-file and --wait-file go together")
     if (args.expect_cert or args.expect_refused) and not args.probe:
         ap.error("--expect-cert and --expect-refused need --probe")
+    if args.expect_deny == CALLED_TOOL and not args.call:
+        ap.error("a bare --expect-deny needs --call TOOL")
+    if args.expect_text is not None and (not args.call or args.expect_deny == CALLED_TOOL):
+        ap.error("--expect-text needs an allowed --call")
+    if args.expect_rejected and (args.probe or args.call or args.expect_deny or args.ready_file):
+        ap.error("--expect-rejected goes alone (with --header and --server-id)")
+    if args.probe and args.header:
+        ap.error("--header is for sessions, not --probe")
     ctx = ssl_context(args.cert, args.key, args.ca)
     if args.probe:
         return probe(args.url, ctx, args.server_id, args.expect_cert, args.expect_refused)
     t0 = time.monotonic()
     try:
-        anyio.run(_bounded, args.url, ctx, args.server_id, args.expect_deny, args.ready_file, args.wait_file)
+        anyio.run(_bounded, args.url, ctx, args.server_id, dict(args.header), args)
     except Exception as e:
         # The SDK's task groups wrap errors in ExceptionGroups; report the innermost.
         while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:

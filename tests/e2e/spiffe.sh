@@ -1,21 +1,35 @@
 #!/usr/bin/env bash
 # Usage: spiffe.sh MCP_PEP_BIN
 #
-# End-to-end SPIFFE identity: mcp-pep takes its X.509-SVID and trust bundle from a SPIFFE
-# Workload API (workload_api.py on a unix socket, serving a test PKI made by pki.py) and
-# serves MCP over mutual TLS. Through it, with the Python MCP SDK over mTLS
-# (py_mtls_client.py):
+# End-to-end SPIFFE identity: mcp-pep takes its X.509-SVID, X.509 bundle and JWT bundle from
+# a SPIFFE Workload API (workload_api.py on a unix socket, serving a test PKI made by pki.py)
+# and serves MCP over mutual TLS, deciding with an identity-aware policy
+# (policies-spiffe/spiffe.rego: get-env for no one, get-sum for the trusted agent only).
+# First workload_api_selftest.py checks the Workload API server against the `spiffe` client,
+# and `mcp-pep policy test` runs the policy's unit tests (policies-spiffe/spiffe_test.rego).
+# Then, through mcp-pep, with the Python MCP SDK over mTLS (py_mtls_client.py):
 #   - the trusted and semi-trusted agents' SVIDs: initialize, tools/list, echo;
+#   - the caller's SPIFFE ID reaches the policy: the trusted agent sees and calls get-sum
+#     (1 + 2 = 3), the semi-trusted and untrusted agents have it hidden and denied (-32001),
+#     and the decision log names the untrusted agent's SPIFFE ID with source mtls;
 #   - the server presents the sidecar SVID (spiffe://mcp-identity.local/ns/mcp-tools/sa/mcp-pep)
 #     from the Workload API, verified as a chain to the bundle and by its URI SAN;
 #   - no client certificate, an evil.example SVID, and an SVID of the not yet trusted second
 #     CA (ca2): the TLS connection refused by mcp-pep; plain HTTP on the port not answered;
-#   - the untrusted agent: get-env denied by the shipped policies (tests/e2e/policies deny
-#     it to every caller), echo still works;
+#   - the untrusted agent: get-env denied (spiffe.rego denies it to every caller, as the
+#     shipped tests/e2e/policies do), echo still works;
 #   - rotation: the Workload API pushes an SVID signed by ca2 and the bundle {ca, ca2}; within
 #     5 s new connections get the new certificate (Python ssl, and openssl s_client when
 #     installed), a session opened before the rotation completes its calls, the old-bundle
 #     client now refuses the server, the ca2 agent is now accepted, the trusted agent still works;
+#   - JWT-SVIDs (header x-spiffe-jwt-svid, optional; audience = the sidecar's SPIFFE ID,
+#     keys from the Workload API's FetchJWTBundles): one naming the client certificate's
+#     SPIFFE ID is accepted and the identity stays mtls (the policy's reason says so); one
+#     naming another agent, one for another audience, an expired one and one signed by a key
+#     outside the bundle are refused before the session opens (HTTP 401, JSON-RPC -32005);
+#     a JWT bundle pushed on the stream takes effect (a key without "use" is added, a key
+#     with "use": "x509-svid" is not a JWT authority); the refusals are counted in
+#     mcp_pep_rejections_total{stage="credentials"} and logged;
 #   - /readyz on the admin port is 200.
 # Run alone it installs the peers (setup.sh), starts server-everything and ends with
 # "spiffe e2e: N passed, M failed". Sourced by run.sh (`. spiffe.sh`) it uses the caller's
@@ -35,6 +49,11 @@ else
 fi
 cd "$here"
 
+# The Workload API server itself (its own PKI, socket and process), against the `spiffe` client.
+check workload-api-selftest "$E2E_PY" workload_api_selftest.py
+# The identity-aware policy's unit tests.
+check spiffe-policy-unit-tests "$bin" policy test --policy-dir "$here/policies-spiffe"
+
 if [[ -z "${direct:-}" ]]; then
   upstream_port="$(free_port)"
   start_everything "$upstream_port"
@@ -43,6 +62,8 @@ fi
 
 td=mcp-identity.local
 sidecar_id="spiffe://$td/ns/mcp-tools/sa/mcp-pep"
+agent_id() { echo "spiffe://$td/ns/mcp-agents/sa/$1"; }
+jwt_header=x-spiffe-jwt-svid
 spiffe_dir="$E2E_LOGDIR/spiffe"
 pki="$spiffe_dir/pki"   # the test PKI (pki.py)
 wl="$spiffe_dir/wl"     # the Workload API's material (pki.py workload-dir)
@@ -73,12 +94,16 @@ admin_listen: "127.0.0.1:$spiffe_admin_port"
 upstream:
   url: "$direct"
 policy:
-  dir: "$here/policies"
+  dir: "$here/policies-spiffe"
 identity:
   source: workload_api
   workload_api_socket: "unix://$sock"
   mtls: true
   trust_domains: [$td]
+  jwt_svid:
+    header: $jwt_header
+    audiences: ["$sidecar_id"]
+    required: false
 YAML
 start_bg mcp-pep-spiffe env RUST_LOG=info "$bin" run --config "$spiffe_config"
 echo "spiffe: workload API unix://$sock (material $wl), mcp-pep $spiffe_mcp (admin $spiffe_admin), logs in $E2E_LOGDIR"
@@ -123,13 +148,21 @@ openssl_serves() {
 }
 # spiffe_metric NAME_WITH_LABELS N: the admin endpoint shows the sample >= N.
 spiffe_metric() {
-  curl -sf "$spiffe_admin/metrics" | awk -v m="$1" -v n="$2" 'index($0, m" ") == 1 { v = $2; seen = 1 } END { exit !(seen && v >= n) }'
+  curl -sf "$spiffe_admin/metrics" | awk -v m="$1" -v n="$2" '
+    index($0, m" ") == 1 { v = $2; seen = 1 }
+    END { print m " = " (seen ? v : "absent") ", want >= " n; exit !(seen && v >= n) }'
 }
-# decision_logged SPIFFE_ID TEXT: a line of mcp-pep's log names the caller SPIFFE_ID and
-# TEXT (e.g. the policy's reason), colour codes aside.
+# decision_logged SPIFFE_ID TEXT [FROM]: a line of mcp-pep's log (from line FROM on, default
+# 1) names the caller SPIFFE_ID and TEXT (e.g. the policy's reason), colour codes aside.
 decision_logged() {
-  sed 's/\x1b\[[0-9;]*m//g' "$E2E_LOGDIR/mcp-pep-spiffe.log" | grep -F "$1" | grep -F "$2"
+  tail -n "+${3:-1}" "$E2E_LOGDIR/mcp-pep-spiffe.log" | sed 's/\x1b\[[0-9;]*m//g' | grep -F "$1" | grep -F "$2"
 }
+# log_mark: the number of the next line mcp-pep will write to its log (for decision_logged's FROM).
+log_mark() { echo $(($(wc -l <"$E2E_LOGDIR/mcp-pep-spiffe.log") + 1)); }
+# jwt_svid SPIFFE_ID AUDIENCE [--ttl S]: a JWT-SVID minted with the test PKI's JWT key (the
+# key the Workload API's JWT bundle holds). jwt_svid_by PKI_DIR ...: with another PKI's key.
+jwt_svid() { "$E2E_PY" pki.py mint-jwt-svid "$pki" "$@"; }
+jwt_svid_by() { "$E2E_PY" pki.py mint-jwt-svid "$@"; }
 # wait_exit PID LOG: PID (a start_bg child) exits 0; its log is shown.
 wait_exit() {
   local rc=0
@@ -143,11 +176,20 @@ check spiffe-mcp-pep-up wait_http "$spiffe_admin/healthz"
 # Ready only once the first SVID and bundle came from the Workload API.
 check spiffe-readyz retry 10 curl -sf "$spiffe_admin/readyz"
 check spiffe-server-svid retry 5 mtls trusted-agent "$bundle" --probe --expect-cert "$pki/svid-mcp-pep.pem"
-check spiffe-trusted-agent mtls trusted-agent "$bundle"
-check spiffe-semi-trusted-agent mtls semi-trusted-agent "$bundle"
-check spiffe-untrusted-agent-denied mtls untrusted-agent "$bundle" --expect-deny get-env
-# The policy saw who called: the denial is logged with the caller's SPIFFE ID.
-check spiffe-decision-log-identity decision_logged "spiffe://$td/ns/mcp-agents/sa/untrusted-agent" \
+sum_args='{"a":1,"b":2}'
+# The policy decides by the caller's SPIFFE ID: get-sum for the trusted agent only.
+check spiffe-trusted-agent-get-sum mtls trusted-agent "$bundle" --call get-sum --args "$sum_args" \
+  --expect-text 'The sum of 1 and 2 is 3.'
+check spiffe-semi-trusted-agent-get-sum-denied mtls semi-trusted-agent "$bundle" \
+  --call get-sum --args "$sum_args" --expect-deny
+check spiffe-untrusted-agent-get-sum-denied mtls untrusted-agent "$bundle" \
+  --call get-sum --args "$sum_args" --expect-deny
+check spiffe-untrusted-agent-get-env-denied mtls untrusted-agent "$bundle" --expect-deny get-env
+# The policy saw who called and how it was proven: its reason names the SPIFFE ID and the
+# source (mtls), and the decision log line names the caller too.
+check spiffe-decision-log-identity decision_logged "$(agent_id untrusted-agent)" \
+  "e2e.identity: get-sum is for the trusted agent, not $(agent_id untrusted-agent) (mtls)"
+check spiffe-decision-log-get-env decision_logged "$(agent_id untrusted-agent)" \
   'e2e.sensitive: get-env is not callable'
 check spiffe-no-client-cert-refused mtls - "$bundle" --probe --expect-refused by-server
 check spiffe-no-client-cert-sdk-fails fails mtls - "$bundle"
@@ -157,6 +199,72 @@ check spiffe-evil-agent-sdk-fails fails mtls evil-agent "$bundle"
 check spiffe-ca2-agent-refused-before-rotation mtls trusted-agent-ca2 "$bundle" --probe --expect-refused by-server
 check spiffe-plain-http-not-served no_http_answer "http://127.0.0.1:$spiffe_port/mcp"
 check spiffe-deny-metric spiffe_metric 'mcp_pep_decisions_total{decision="deny",method="tools/call",tool="get-env"}' 1
+check spiffe-deny-metric-get-sum spiffe_metric 'mcp_pep_decisions_total{decision="deny",method="tools/call",tool="get-sum"}' 2
+
+# --- JWT-SVIDs in x-spiffe-jwt-svid, verified with the Workload API's JWT bundle ---
+# One naming the client certificate's own SPIFFE ID: accepted, the tools work.
+check spiffe-jwt-svid-matching mtls trusted-agent "$bundle" \
+  --header "$jwt_header:$(jwt_svid "$(agent_id trusted-agent)" "$sidecar_id")" \
+  --call get-sum --args "$sum_args" --expect-text 'The sum of 1 and 2 is 3.'
+# The identity stays the certificate's (source mtls, not jwt-svid): the policy's reason says so.
+spiffe_mark="$(log_mark)"
+check spiffe-jwt-svid-matching-semi-trusted mtls semi-trusted-agent "$bundle" \
+  --header "$jwt_header:$(jwt_svid "$(agent_id semi-trusted-agent)" "$sidecar_id")" \
+  --call get-sum --args "$sum_args" --expect-deny
+check spiffe-jwt-svid-matching-identity-source-mtls decision_logged "$(agent_id semi-trusted-agent)" \
+  "e2e.identity: get-sum is for the trusted agent, not $(agent_id semi-trusted-agent) (mtls)" "$spiffe_mark"
+# One naming another workload than the client certificate: refused before the session opens.
+check spiffe-jwt-svid-other-id-refused mtls trusted-agent "$bundle" \
+  --header "$jwt_header:$(jwt_svid "$(agent_id untrusted-agent)" "$sidecar_id")" \
+  --expect-rejected '401:-32005:the JWT-SVID names'
+check spiffe-jwt-svid-other-id-sdk-fails fails mtls trusted-agent "$bundle" \
+  --header "$jwt_header:$(jwt_svid "$(agent_id untrusted-agent)" "$sidecar_id")"
+check spiffe-jwt-svid-mismatch-logged decision_logged "$(agent_id untrusted-agent)" \
+  "the client certificate $(agent_id trusted-agent)"
+# Invalid JWT-SVIDs: another audience, expired.
+check spiffe-jwt-svid-wrong-audience-refused mtls trusted-agent "$bundle" \
+  --header "$jwt_header:$(jwt_svid "$(agent_id trusted-agent)" "spiffe://$td/ns/mcp-tools/sa/another-service")" \
+  --expect-rejected '401:-32005:invalid JWT-SVID: '
+check spiffe-jwt-svid-expired-refused mtls trusted-agent "$bundle" \
+  --header "$jwt_header:$(jwt_svid "$(agent_id trusted-agent)" "$sidecar_id" --ttl -60)" \
+  --expect-rejected '401:-32005:invalid JWT-SVID: '
+# Signed by a key that is not in the JWT bundle (another PKI's): an unknown kid.
+"$E2E_PY" pki.py "$spiffe_dir/pki-k2" >/dev/null
+"$E2E_PY" pki.py "$spiffe_dir/pki-k3" >/dev/null
+check spiffe-jwt-svid-unknown-key-refused mtls trusted-agent "$bundle" \
+  --header "$jwt_header:$(jwt_svid_by "$spiffe_dir/pki-k2" "$(agent_id trusted-agent)" "$sidecar_id")" \
+  --expect-rejected '401:-32005:invalid JWT-SVID: no JWT authority'
+# The Workload API pushes a new JWT bundle: the key of pki-k2 marked "use": "x509-svid" (not a
+# JWT authority: ignored) and the key of pki-k3 without "use" (a JWT authority), the first
+# key kept. pki.py workload-dir (the rotation below) restores the usual bundle.
+"$E2E_PY" - "$pki" "$spiffe_dir/pki-k2" "$spiffe_dir/pki-k3" "$wl/jwt_bundle.json" <<'PY'
+import json, os, sys
+from pathlib import Path
+base, k2, k3, out = map(Path, sys.argv[1:])
+keys = lambda d: json.loads((d / "jwt-bundle-mcp-identity.local.json").read_text())["keys"]
+x509_use = {**keys(k2)[0], "use": "x509-svid"}
+no_use = {k: v for k, v in keys(k3)[0].items() if k != "use"}
+tmp = out.with_name(f".{out.name}.tmp")
+tmp.write_text(json.dumps({"keys": keys(base) + [x509_use, no_use], "spiffe_sequence": 2}))
+os.replace(tmp, out)
+PY
+echo "jwt-bundle-$(date +%s%N)" >"$wl/generation"
+echo "spiffe: the workload API's JWT bundle now has a key with use x509-svid (pki-k2) and one without use (pki-k3)"
+check spiffe-jwt-bundle-update-key-without-use retry 10 mtls trusted-agent "$bundle" \
+  --header "$jwt_header:$(jwt_svid_by "$spiffe_dir/pki-k3" "$(agent_id trusted-agent)" "$sidecar_id")"
+check spiffe-jwt-bundle-x509-svid-key-ignored mtls trusted-agent "$bundle" \
+  --header "$jwt_header:$(jwt_svid_by "$spiffe_dir/pki-k2" "$(agent_id trusted-agent)" "$sidecar_id")" \
+  --expect-rejected '401:-32005:invalid JWT-SVID: no JWT authority'
+check spiffe-jwt-bundle-update-first-key-kept mtls trusted-agent "$bundle" \
+  --header "$jwt_header:$(jwt_svid "$(agent_id trusted-agent)" "$sidecar_id")"
+check spiffe-jwt-svid-mismatch-metric \
+  spiffe_metric 'mcp_pep_rejections_total{reason="jwt_svid_mismatch",stage="credentials"}' 1
+check spiffe-jwt-svid-audience-metric \
+  spiffe_metric 'mcp_pep_rejections_total{reason="jwt_svid_audience",stage="credentials"}' 1
+check spiffe-jwt-svid-expired-metric \
+  spiffe_metric 'mcp_pep_rejections_total{reason="jwt_svid_expired",stage="credentials"}' 1
+check spiffe-jwt-svid-unknown-kid-metric \
+  spiffe_metric 'mcp_pep_rejections_total{reason="jwt_svid_unknown_kid",stage="credentials"}' 2
 
 # --- Rotation: a new SVID (signed by ca2) and the bundle {ca, ca2} pushed on the stream ---
 # A session opened before the rotation; it trusts both CAs, as a client would once the
