@@ -138,8 +138,9 @@ pub fn on_handshake(metrics: Arc<Metrics>) -> OnHandshake {
             Err(e) => handshake_error_reason(e),
         };
         metrics.tls_handshakes.with_label_values(&[result]).inc();
-        if let Err(e) = outcome {
-            tracing::info!(reason = result, error = %e, "TLS handshake refused");
+        match outcome {
+            Err(e) => tracing::info!(reason = result, error = %e, "TLS handshake refused"),
+            Ok(_) => tracing::warn!(reason = result, "TLS handshake passed the verifier, but the peer is not an SVID"),
         }
         None
     })

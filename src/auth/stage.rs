@@ -86,12 +86,13 @@ impl CredentialsError {
             CredentialsError::Proof(DpopError::MultipleProofs) => {
                 (StatusCode::BAD_REQUEST, ChallengeError::InvalidRequest)
             }
-            CredentialsError::Token(_) | CredentialsError::TokenBinding(_) | CredentialsError::Binding(_) => {
-                (StatusCode::UNAUTHORIZED, ChallengeError::InvalidToken)
-            }
-            CredentialsError::NoJwtSvid | CredentialsError::JwtSvid(_) | CredentialsError::JwtSvidMismatch { .. } => {
-                (StatusCode::UNAUTHORIZED, ChallengeError::InvalidToken)
-            }
+            // JWT-SVID refusals are 401 too; `refusal` leaves their challenge out.
+            CredentialsError::Token(_)
+            | CredentialsError::TokenBinding(_)
+            | CredentialsError::Binding(_)
+            | CredentialsError::NoJwtSvid
+            | CredentialsError::JwtSvid(_)
+            | CredentialsError::JwtSvidMismatch { .. } => (StatusCode::UNAUTHORIZED, ChallengeError::InvalidToken),
             CredentialsError::Proof(e) if e.is_nonce_error() => {
                 (StatusCode::UNAUTHORIZED, ChallengeError::UseDpopNonce)
             }
