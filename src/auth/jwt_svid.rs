@@ -12,11 +12,10 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
 use super::jwks::{JwksError, JwksLocation, RemoteJwks};
-use super::token::{DEFAULT_ALGORITHMS, decoding_key, unix_now};
+use super::token::{DEFAULT_ALGORITHMS, JwsShapeError, StrictJws, decode_agreeing, decoding_key, strict_jws, unix_now};
 use crate::context::{IdentitySource, SpiffeIdentity};
 use crate::identity::material::SvidStore;
 use crate::identity::parse_spiffe_id;
-use crate::strict_json;
 
 /// Verified JWT-SVIDs kept at most; past it the cache is cleared.
 const CACHE_MAX: usize = 10_000;
@@ -113,17 +112,11 @@ impl JwtSvidVerifier {
 
     async fn verify_uncached(&self, jwt: &str) -> Result<(SpiffeIdentity, u64), JwtSvidError> {
         // 1. Strict header: an asymmetric algorithm, typ JWT/JOSE if present, a kid, no crit.
-        let mut parts = jwt.split('.');
-        let (Some(header), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(JwtSvidError::Malformed);
-        };
-        let segment =
-            |s: &str| data_encoding::BASE64URL_NOPAD.decode(s.as_bytes()).map_err(|_| JwtSvidError::Malformed);
-        let raw_header = strict_json::parse(&segment(header)?, 8).map_err(|_| JwtSvidError::Json)?;
-        if raw_header.get("crit").is_some() {
-            return Err(JwtSvidError::Critical);
-        }
+        let StrictJws { header: raw_header, claims } = strict_jws(jwt).map_err(|e| match e {
+            JwsShapeError::Malformed => JwtSvidError::Malformed,
+            JwsShapeError::Header | JwsShapeError::Payload => JwtSvidError::Json,
+            JwsShapeError::Critical => JwtSvidError::Critical,
+        })?;
         let alg_name = raw_header.get("alg").and_then(Value::as_str).unwrap_or_default();
         let alg: Algorithm = alg_name.parse().map_err(|_| JwtSvidError::Algorithm(alg_name.into()))?;
         if !DEFAULT_ALGORITHMS.contains(&alg)
@@ -140,7 +133,6 @@ impl JwtSvidVerifier {
         let kid = raw_header.get("kid").and_then(Value::as_str).ok_or(JwtSvidError::NoKid)?;
 
         // 2. sub names a workload of an accepted trust domain.
-        let claims = strict_json::parse(&segment(payload)?, 16).map_err(|_| JwtSvidError::Json)?;
         let sub = claims.get("sub").and_then(Value::as_str).ok_or(JwtSvidError::Subject)?;
         let identity = parse_spiffe_id(sub, IdentitySource::JwtSvid).map_err(|_| JwtSvidError::Subject)?;
         let td = identity.trust_domain.to_string();
@@ -167,11 +159,8 @@ impl JwtSvidVerifier {
         validation.validate_nbf = true;
         validation.set_audience(&self.audiences);
         validation.set_required_spec_claims(&["exp", "aud", "sub"]);
-        let data =
-            jsonwebtoken::decode::<Value>(jwt, &key, &validation).map_err(|e| JwtSvidError::Invalid(e.into_kind()))?;
-        if data.claims != claims {
-            return Err(JwtSvidError::Json);
-        }
+        decode_agreeing(jwt, &key, &validation, &claims)
+            .map_err(|e| e.map_or(JwtSvidError::Json, JwtSvidError::Invalid))?;
         let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
         Ok((identity, exp))
     }

@@ -145,18 +145,11 @@ impl TokenVerifier {
     /// [`Self::verify`] without the cache (benchmarks).
     pub async fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         // 1. Strict header and payload, configured issuer.
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
-        let segment = |s: &str| data_encoding::BASE64URL_NOPAD.decode(s.as_bytes()).map_err(|_| TokenError::Malformed);
-        let raw_header = strict_json::parse(&segment(header)?, 8).map_err(|_| TokenError::Malformed)?;
-        // RFC 7515 §4.1.11: we understand no critical extension, so any `crit` is invalid.
-        if raw_header.get("crit").is_some() {
-            return Err(TokenError::Critical);
-        }
-        let claims = strict_json::parse(&segment(payload)?, 32).map_err(|_| TokenError::Payload)?;
+        let StrictJws { header: _, claims } = strict_jws(token).map_err(|e| match e {
+            JwsShapeError::Malformed | JwsShapeError::Header => TokenError::Malformed,
+            JwsShapeError::Payload => TokenError::Payload,
+            JwsShapeError::Critical => TokenError::Critical,
+        })?;
         let iss = claims.get("iss").and_then(Value::as_str).ok_or(TokenError::UnknownIssuer)?;
         let issuer = self.issuers.iter().find(|i| i.issuer == iss).ok_or(TokenError::UnknownIssuer)?;
 
@@ -187,12 +180,10 @@ impl TokenVerifier {
         validation.set_issuer(&[&issuer.issuer]);
         validation.set_audience(&self.audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let data =
-            jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(|e| TokenError::Invalid(e.into_kind()))?;
-        if data.claims != claims {
-            // jsonwebtoken read other claims than our strict parse: never trust either.
-            return Err(TokenError::Payload);
-        }
+        decode_agreeing(token, &key, &validation, &claims).map_err(|e| match e {
+            Some(kind) => TokenError::Invalid(kind),
+            None => TokenError::Payload,
+        })?;
 
         // 5. Keycloak's payload typ and the DPoP binding.
         let dpop_jkt = claims.pointer("/cnf/jkt").and_then(Value::as_str).map(Arc::from);
@@ -235,6 +226,50 @@ fn verified_token(issuer: &str, claims: Value, dpop_jkt: Option<Arc<str>>) -> Ve
         expires_at: claims.get("exp").and_then(Value::as_u64).unwrap_or(0),
         claims: Arc::new(claims),
     }
+}
+
+/// A compact JWS read strictly: three base64url segments, header and payload strict JSON
+/// (no duplicate keys, bounded depth), and no `crit` (RFC 7515 §4.1.11: we understand no
+/// critical extension). Shared by access tokens and JWT-SVIDs.
+pub(crate) struct StrictJws {
+    pub header: Value,
+    pub claims: Value,
+}
+
+pub(crate) enum JwsShapeError {
+    Malformed,
+    Header,
+    Payload,
+    Critical,
+}
+
+pub(crate) fn strict_jws(token: &str) -> Result<StrictJws, JwsShapeError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(JwsShapeError::Malformed);
+    };
+    let segment = |s: &str| data_encoding::BASE64URL_NOPAD.decode(s.as_bytes()).map_err(|_| JwsShapeError::Malformed);
+    let header = strict_json::parse(&segment(header)?, 8).map_err(|_| JwsShapeError::Header)?;
+    if header.get("crit").is_some() {
+        return Err(JwsShapeError::Critical);
+    }
+    let claims = strict_json::parse(&segment(payload)?, 32).map_err(|_| JwsShapeError::Payload)?;
+    Ok(StrictJws { header, claims })
+}
+
+/// Signature and registered claims by jsonwebtoken, which must have read the same claims
+/// as [`strict_jws`] (else neither is trusted: `Err(None)`).
+pub(crate) fn decode_agreeing(
+    token: &str,
+    key: &DecodingKey,
+    validation: &Validation,
+    claims: &Value,
+) -> Result<(), Option<jsonwebtoken::errors::ErrorKind>> {
+    let data = jsonwebtoken::decode::<Value>(token, key, validation).map_err(|e| Some(e.into_kind()))?;
+    if data.claims != *claims {
+        return Err(None);
+    }
+    Ok(())
 }
 
 pub(crate) fn unix_now() -> u64 {
