@@ -178,3 +178,35 @@ impl SvidStore {
         *self.revision.borrow() > 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = r#""kty":"EC","crv":"P-256","x":"l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs","y":"9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA""#;
+
+    fn kids(doc: &str, rule: KeyUse) -> Vec<String> {
+        let mut kids: Vec<String> =
+            jwt_authorities("td", doc.as_bytes(), rule).unwrap().into_iter().filter_map(|k| k.common.key_id).collect();
+        kids.sort();
+        kids
+    }
+
+    #[test]
+    fn only_jwt_authorities_of_the_right_use_count() {
+        let doc = format!(
+            r#"{{"keys":[{{{KEY},"kid":"jwt","use":"jwt-svid"}},{{{KEY},"kid":"x509","use":"x509-svid"}},
+                {{{KEY},"kid":"bare"}},{{{KEY},"kid":"sig","use":"sig"}},{{{KEY},"kid":"enc","use":"enc"}},
+                {{{KEY},"use":"jwt-svid"}}]}}"#
+        );
+        assert_eq!(kids(&doc, KeyUse::SpiffeBundle), ["jwt"]);
+        assert_eq!(kids(&doc, KeyUse::WorkloadApi), ["bare", "jwt"]);
+        assert_eq!(kids(&doc, KeyUse::Oidc), ["bare", "sig"]);
+    }
+
+    #[test]
+    fn a_document_without_keys_is_an_error() {
+        assert!(jwt_authorities("td", b"{}", KeyUse::SpiffeBundle).is_err());
+        assert!(jwt_authorities("td", b"not json", KeyUse::SpiffeBundle).is_err());
+    }
+}
