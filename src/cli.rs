@@ -158,6 +158,20 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 set.files().len(),
                 set.entrypoint()
             );
+            let identity = &settings.identity;
+            if let Some(source) = &identity.source {
+                let material = identity.store.load();
+                let svid = material.svid.as_ref().map_or_else(
+                    || "not loaded yet".to_owned(),
+                    |s| format!("{} (expires at {})", s.id.spiffe_id, s.not_after),
+                );
+                println!(
+                    "identity: source {} mtls {} trust domains {:?} svid {svid}",
+                    source.label(),
+                    if identity.mtls { "on" } else { "off" },
+                    identity.trust_domains,
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {

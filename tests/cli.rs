@@ -215,3 +215,35 @@ fn run_prints_its_addresses_and_exits_cleanly_on_sigterm() {
     assert!(status.success(), "exit status after SIGTERM: {status}");
     assert!(std::net::TcpStream::connect(("127.0.0.1", mcp_port)).is_err(), "still listening after exit");
 }
+
+#[test]
+fn check_config_loads_the_svid_files_and_reports_the_identity() {
+    let pki = support::tls::Pki::new();
+    let yaml = format!(
+        "upstream: {{url: http://127.0.0.1:3000/mcp}}\npolicy: {{dir: POLICY_DIR}}\nidentity:\n  source: files\n  \
+         files: {{cert: {}, key: {}, bundles: {{mcp-identity.local: {}}}}}\n  mtls: true\n  \
+         trust_domains: [mcp-identity.local]\n",
+        pki.path("svid.pem").display(),
+        pki.path("svid.key").display(),
+        pki.path("bundle.pem").display()
+    );
+    let f = Fixture::new(&yaml);
+    let out = output(&mut f.check());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("identity: source files mtls on"), "{stdout}");
+    assert!(stdout.contains(support::tls::SIDECAR), "{stdout}");
+
+    // mTLS without trust domains is refused.
+    let f = Fixture::new(&yaml.replace("  trust_domains: [mcp-identity.local]\n", ""));
+    let out = output(&mut f.check());
+    assert!(text(&out.stderr).contains("identity.trust_domains"), "{}", text(&out.stderr));
+
+    // A key that does not belong to the certificate is a configuration error, by key.
+    let other = pki.agent(support::tls::TRUSTED);
+    pki.dir.write("svid.key", &other.key_pem());
+    let f = Fixture::new(&yaml);
+    let out = output(&mut f.check());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("identity.files"), "{}", text(&out.stderr));
+}

@@ -50,7 +50,7 @@ pub enum SourceError {
 }
 
 impl SvidSource {
-    fn label(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             SvidSource::WorkloadApi { .. } => "workload_api",
             SvidSource::Files(_) => "files",
