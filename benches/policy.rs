@@ -1,22 +1,30 @@
 //! Policy evaluation on the shipped policies (the `cargo bench` numbers in
 //! docs/benchmarks.md):
-//! - `decision_tools_call`: input document built from the typed message and evaluated on
-//!   the per-thread warmed regorus engine — the request path;
+//! - `decision_tools_call`: the request path — input document built from the typed
+//!   message and decided through the decision cache, each call under a new JSON-RPC id
+//!   (the shipped policies do not read it, so an agent repeating a call hits);
+//! - `decision_tools_call_miss`: the same, each call with new arguments (never cached:
+//!   a full evaluation plus the cache's key and insert);
+//! - `decision_uncached`: input document evaluated on the per-thread warmed regorus
+//!   engine without the cache;
 //! - `build_input`: the input document alone;
 //! - `fresh_engine`: the same decision on a fresh clone of the template engine;
-//! - `list_filter_50_tools`: a 50-tool `tools/list` answer filtered item by item;
+//! - `list_filter_50_tools`: a 50-tool `tools/list` answer filtered item by item through
+//!   the cache (the same caller listing again), and `_uncached`;
 //! - `two_threads`: decisions on two threads at once (per decision, wall time), to show
 //!   evaluation does not serialise on a lock.
 //!
-//! Before criterion runs, 20 000 single decisions are timed and p50/p99 printed, since
-//! criterion reports means and medians of batches, not per-call percentiles.
+//! Before criterion runs, 20 000 single decisions of each kind are timed and p50/p99
+//! printed, since criterion reports means and medians of batches, not per-call
+//! percentiles.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use criterion::BatchSize;
 use criterion::{Criterion, criterion_group, criterion_main};
-use mcp_pep::context::{IdentitySource, JsonRpcId, McpRequest, PeerIdentity};
+use mcp_pep::context::{IdentitySource, JsonRpcId, McpMessage, McpRequest, PeerIdentity};
 use mcp_pep::demo::session::embedded_policy_set;
 use mcp_pep::identity::parse_spiffe_id;
 use mcp_pep::mcp::jsonrpc::{PostHeaders, parse_body};
@@ -58,6 +66,22 @@ impl Fixture {
     fn decide(&self) -> bool {
         self.set.evaluate(self.input()).is_ok_and(|d| d.allow)
     }
+
+    /// The message under JSON-RPC id `n`; with `new_path`, reading another file.
+    fn message(&self, n: i64, new_path: bool) -> McpMessage {
+        let mut message = self.request.messages[0].clone();
+        message.id = Some(JsonRpcId::Number(n));
+        if new_path {
+            message.arguments = Some(serde_json::json!({"path": format!("/workspace/src/file{n}.rs")}));
+        }
+        message
+    }
+
+    /// The request path: the input document, decided through the cache.
+    fn decide_cached(&self, message: &McpMessage) -> bool {
+        let doc = input::build(message, &self.request, self.caller(), HTTP, Phase::Call);
+        self.set.decide(doc).0.is_ok_and(|d| d.allow)
+    }
 }
 
 /// A `tools/list` answer with 50 tools, 10 of each category of the catalog's tools.
@@ -75,16 +99,31 @@ fn fifty_tools() -> String {
 }
 
 fn print_percentiles(fixture: &Fixture) {
-    let mut samples: Vec<Duration> = (0..20_000)
+    let report = |name: &str, mut samples: Vec<Duration>| {
+        samples.sort();
+        let at = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
+        eprintln!("policy/{name} single-call latency: p50 {:?}, p99 {:?} ({} calls)", at(0.5), at(0.99), samples.len());
+    };
+    let timed = |new_path: bool| -> Vec<Duration> {
+        (0..20_000)
+            .map(|n| {
+                let message = fixture.message(1_000 + n, new_path);
+                let started = Instant::now();
+                std::hint::black_box(fixture.decide_cached(&message));
+                started.elapsed()
+            })
+            .collect()
+    };
+    report("decision_tools_call", timed(false));
+    report("decision_tools_call_miss", timed(true));
+    let uncached = (0..20_000)
         .map(|_| {
             let started = Instant::now();
             std::hint::black_box(fixture.decide());
             started.elapsed()
         })
         .collect();
-    samples.sort();
-    let at = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
-    eprintln!("policy/decision_tools_call single-call latency: p50 {:?}, p99 {:?} (20000 calls)", at(0.5), at(0.99));
+    report("decision_uncached", uncached);
 }
 
 fn policy(c: &mut Criterion) {
@@ -93,7 +132,20 @@ fn policy(c: &mut Criterion) {
     print_percentiles(&fixture);
 
     let mut group = c.benchmark_group("policy");
-    group.bench_function("decision_tools_call", |b| b.iter(|| fixture.decide()));
+    let mut n = 1_000_000;
+    for (name, new_path) in [("decision_tools_call", false), ("decision_tools_call_miss", true)] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    n += 1;
+                    fixture.message(n, new_path)
+                },
+                |message| fixture.decide_cached(&message),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.bench_function("decision_uncached", |b| b.iter(|| fixture.decide()));
     group.bench_function("build_input", |b| b.iter(|| fixture.input()));
     group.bench_function("fresh_engine", |b| b.iter(|| fixture.set.evaluate_fresh(fixture.input()).map(|d| d.allow)));
 
@@ -109,10 +161,23 @@ fn policy(c: &mut Criterion) {
         fixture.set.evaluate(item_input(name)).is_ok_and(|d| d.allow)
     });
     assert!(kept.expect("filters").is_some_and(|out| out.len() < list.len()), "the list bench removes items");
-    group.bench_function("list_filter_50_tools", |b| {
+    group.bench_function("list_filter_50_tools_uncached", |b| {
         b.iter(|| {
             filter_message(&list, &id, ListKind::Tools, |name| {
                 fixture.set.evaluate(item_input(name)).is_ok_and(|d| d.allow)
+            })
+        })
+    });
+    let item_doc = |name: &str| {
+        let mut message = fixture.request.messages[0].clone();
+        message.target = Some(name.into());
+        message.arguments = None;
+        input::build(&message, &fixture.request, fixture.caller(), HTTP, Phase::List)
+    };
+    group.bench_function("list_filter_50_tools", |b| {
+        b.iter(|| {
+            filter_message(&list, &id, ListKind::Tools, |name| {
+                fixture.set.decide(item_doc(name)).0.is_ok_and(|d| d.allow)
             })
         })
     });

@@ -205,6 +205,18 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
         PolicyCommand::Check { policies } => {
             let set = PolicySet::load(&policies.policy_dir, &policies.entrypoint)?;
             println!("ok: {} files compiled, entrypoint {} evaluates", set.files().len(), set.entrypoint());
+            match set.reads() {
+                crate::policy::reads::InputReads::Paths(paths) if paths.iter().any(Vec::is_empty) => {
+                    println!("input read: all of it (a bare `input` reference); decision cache off")
+                }
+                crate::policy::reads::InputReads::Paths(paths) => {
+                    let paths: Vec<String> = paths.iter().map(|p| p.join(".")).collect();
+                    println!("input read: {}; decisions cached by these paths", paths.join(", "))
+                }
+                crate::policy::reads::InputReads::Impure(name) => {
+                    println!("input read: calls {name}, whose answer can change; decision cache off")
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Test { policies } => {

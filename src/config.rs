@@ -59,6 +59,9 @@ pub struct PolicyConfig {
     pub expose_reasons: bool,
     /// How often the policy directory is read for changes; 0 turns hot reload off.
     pub reload_interval_ms: u64,
+    /// Decisions kept for reuse per loaded set (inputs that agree on every path the
+    /// policies can read share one); 0 turns the cache off.
+    pub decision_cache_entries: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +121,7 @@ impl Default for PolicyConfig {
             deny_status: 200,
             expose_reasons: false,
             reload_interval_ms: 1_000,
+            decision_cache_entries: crate::policy::engine::DEFAULT_CACHE_ENTRIES,
         }
     }
 }
@@ -173,6 +177,7 @@ pub struct Settings {
     pub entrypoint: String,
     /// How often to look for changed policies; `None` when hot reload is off.
     pub policy_reload_interval: Option<Duration>,
+    pub policy_cache_entries: usize,
     pub listener: ListenerOptions,
     pub stack: StackConfig,
     /// SPIFFE material and the mTLS listener.
@@ -348,6 +353,7 @@ impl Config {
             policy_dir,
             entrypoint: self.policy.entrypoint.clone(),
             policy_reload_interval,
+            policy_cache_entries: self.policy.decision_cache_entries,
             listener: ListenerOptions {
                 max_connections: self.limits.max_connections,
                 shutdown_grace: ms(self.shutdown_grace_ms),

@@ -50,6 +50,7 @@ pub struct Metrics {
     pub svid_updates: IntCounterVec,
     pub svid_expiry: IntGauge,
     pub tls_handshakes: IntCounterVec,
+    pub policy_cache: IntCounterVec,
     /// Read on every decision, written only for the first 256 names: a read lock.
     tool_labels: RwLock<HashSet<String>>,
 }
@@ -130,6 +131,11 @@ impl Metrics {
                 "mTLS handshakes on the MCP listener by result (ok, or why the peer was refused).",
                 &["result"],
             )?,
+            policy_cache: counter(
+                "policy_cache_total",
+                "Policy decisions by cache result (hit, miss, bypass: off, uncacheable set or input too large).",
+                &["result"],
+            )?,
             tool_labels: RwLock::new(HashSet::new()),
             registry,
         };
@@ -147,6 +153,7 @@ impl Metrics {
         m.registry.register(Box::new(m.svid_updates.clone()))?;
         m.registry.register(Box::new(m.svid_expiry.clone()))?;
         m.registry.register(Box::new(m.tls_handshakes.clone()))?;
+        m.registry.register(Box::new(m.policy_cache.clone()))?;
         Ok(m)
     }
 

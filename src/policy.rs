@@ -3,10 +3,12 @@
 //! A [`PolicySet`] is compiled once and swapped whole in a [`PolicyStore`]; a request
 //! reads the current set once, so a reload never mixes two sets in one decision.
 
+pub mod cache;
 pub mod engine;
 pub mod filter;
 pub mod input;
 pub mod layer;
+pub mod reads;
 pub mod reload;
 pub mod testing;
 

@@ -59,7 +59,8 @@ impl Server {
             settings.entrypoint.clone(),
             policies.clone(),
             metrics.clone(),
-        );
+        )
+        .with_cache_entries(settings.policy_cache_entries);
         // The first load goes through the reloader too, so its first look compares
         // with what was loaded here instead of loading the same files again.
         reloader.load_initial().await;

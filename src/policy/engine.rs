@@ -6,7 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use regorus::{Engine, Value};
 
+use super::cache::DecisionCache;
+use super::reads::{InputReads, analyse};
 use crate::context::Decision;
+
+/// Decisions a set keeps for reuse, by default (`policy.decision_cache_entries`).
+pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
 
 /// Every loaded set gets a new generation, so per-thread engine copies know when
 /// they are stale.
@@ -37,6 +42,29 @@ pub struct PolicySet {
     entrypoint: String,
     generation: u64,
     files: Vec<PathBuf>,
+    /// What the policies can read of their input (from their syntax trees).
+    reads: InputReads,
+    /// Decisions by the input's projection onto `reads`; `None`: off or not cacheable.
+    cache: Option<DecisionCache>,
+}
+
+/// Whether a decision came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit,
+    Miss,
+    /// Off, the set is not cacheable, or the input's key is too long.
+    Bypass,
+}
+
+impl CacheOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Bypass => "bypass",
+        }
+    }
 }
 
 thread_local! {
@@ -80,12 +108,48 @@ impl PolicySet {
         // and leaves the engine prepared so clones do not prepare again.
         engine.set_input(Value::new_object());
         engine.eval_rule(entrypoint.to_owned()).map_err(entry_error)?;
+        // A syntax tree that cannot be read leaves the whole input as read: no cache.
+        let reads = engine
+            .get_ast_as_json()
+            .map_err(|e| e.to_string())
+            .and_then(|ast| analyse(&ast))
+            .unwrap_or_else(|_| InputReads::Paths(vec![Vec::new()]));
+        let cache = DecisionCache::new(&reads, DEFAULT_CACHE_ENTRIES);
         Ok(PolicySet {
             template: engine,
             entrypoint: entrypoint.to_owned(),
             generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
             files,
+            reads,
+            cache,
         })
+    }
+
+    /// The same set with a decision cache of `entries` (0: none).
+    pub fn with_cache_entries(mut self, entries: usize) -> Self {
+        self.cache = DecisionCache::new(&self.reads, entries);
+        self
+    }
+
+    /// What the policies can read of their input.
+    pub fn reads(&self) -> &InputReads {
+        &self.reads
+    }
+
+    /// Evaluates `input` (the JSON document of docs/policy-input.md), reusing the
+    /// decision of an earlier input that agrees on every path the policies can read.
+    /// Errors are never cached.
+    pub fn decide(&self, input: serde_json::Value) -> (Result<Decision, PolicyError>, CacheOutcome) {
+        let Some(cache) = &self.cache else { return (self.evaluate(Value::from(input)), CacheOutcome::Bypass) };
+        let Some(key) = cache.key(&input) else { return (self.evaluate(Value::from(input)), CacheOutcome::Bypass) };
+        if let Some(decision) = cache.get(&key) {
+            return (Ok(decision), CacheOutcome::Hit);
+        }
+        let decided = self.evaluate(Value::from(input));
+        if let Ok(decision) = &decided {
+            cache.insert(key, decision.clone());
+        }
+        (decided, CacheOutcome::Miss)
     }
 
     pub fn files(&self) -> &[PathBuf] {

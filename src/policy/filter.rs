@@ -168,7 +168,9 @@ impl ListDecider {
         let http = HttpFacts { method: &self.http_method, path: &self.http_path };
         let caller = Caller { identity: self.identity.as_ref(), token: self.token.as_ref() };
         let doc = input::build(&item, &self.request, caller, http, Phase::List);
-        let allow = set.evaluate(regorus::Value::from(doc)).is_ok_and(|d| d.allow);
+        let (decided, cache) = set.decide(doc);
+        self.metrics.policy_cache.with_label_values(&[cache.as_str()]).inc();
+        let allow = decided.is_ok_and(|d| d.allow);
         self.metrics
             .policy_eval_duration
             .with_label_values(&[Phase::List.as_str()])

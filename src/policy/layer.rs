@@ -101,7 +101,9 @@ impl PolicyStage {
     ) -> Decision {
         let started = Instant::now();
         let input = input::build(message, mcp, caller, http, Phase::Call);
-        let (decision, outcome) = match set.evaluate(regorus::Value::from(input)) {
+        let (decided, cache) = set.decide(input);
+        self.metrics.policy_cache.with_label_values(&[cache.as_str()]).inc();
+        let (decision, outcome) = match decided {
             Ok(d) if d.allow => (d, "allow"),
             Ok(d) => (d, "deny"),
             Err(e) => {

@@ -46,6 +46,8 @@ pub enum ReloadError {
 pub struct PolicyReloader {
     dir: PathBuf,
     entrypoint: String,
+    /// Decisions each loaded set may cache (0: none).
+    cache_entries: usize,
     store: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
     /// What the store's current set was compiled from; `None` until a load succeeded.
@@ -73,7 +75,21 @@ enum Rejected {
 
 impl PolicyReloader {
     pub fn new(dir: PathBuf, entrypoint: String, store: Arc<PolicyStore>, metrics: Arc<Metrics>) -> Self {
-        PolicyReloader { dir, entrypoint, store, metrics, loaded: None, rejected: None }
+        PolicyReloader {
+            dir,
+            entrypoint,
+            cache_entries: super::engine::DEFAULT_CACHE_ENTRIES,
+            store,
+            metrics,
+            loaded: None,
+            rejected: None,
+        }
+    }
+
+    /// Sets how many decisions each loaded set may cache (`policy.decision_cache_entries`).
+    pub fn with_cache_entries(mut self, entries: usize) -> Self {
+        self.cache_entries = entries;
+        self
     }
 
     /// The load at start. A failure is logged and counted like any reload: the proxy
@@ -131,8 +147,11 @@ impl PolicyReloader {
             return Step::Settled;
         }
         let (dir, entrypoint, before) = (self.dir.clone(), self.entrypoint.clone(), snapshot.clone());
+        let entries = self.cache_entries;
         // Compiling takes milliseconds: off the async workers.
-        match blocking(move || compile(&dir, &entrypoint, &before)).await {
+        let compiled =
+            move || compile(&dir, &entrypoint, &before).map(|r| r.map(|set| set.with_cache_entries(entries)));
+        match blocking(compiled).await {
             Ok(None) => self.moving(),
             Ok(Some(Ok(set))) => self.accept(snapshot, set),
             Ok(Some(Err(e))) => self.reject(Rejected::Content(snapshot), e.into()),
