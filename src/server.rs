@@ -150,8 +150,10 @@ impl Server {
                         () = tokio::time::sleep(KEY_RETRY) => {}
                     }
                 }
-                // Then keep the replay cache swept and its size visible.
+                // Then keep the replay cache swept and its size visible, and the keys
+                // fresh (a withdrawn key must end tokens served from the cache).
                 loop {
+                    auth.tokens.refresh_stale().await;
                     auth.dpop.sweep(std::time::SystemTime::now());
                     let entries = i64::try_from(auth.dpop.replay_entries()).unwrap_or(i64::MAX);
                     keys_metrics.dpop_replay_entries.set(entries);

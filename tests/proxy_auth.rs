@@ -1298,7 +1298,48 @@ async fn jwks_rotation_is_followed_without_a_restart() {
     let reply = fx.call_honest(&fx.token(&fresh_claims)).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
     assert!(reply.header("www-authenticate").is_some_and(|h| h.contains("invalid_token")));
+    // The old token itself was verified before the rotation: the withdrawn key ends its
+    // cached verification too.
+    let reply = fx.call_honest(&old_token).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
     assert_eq!(fx.upstream.requests().len(), 2);
+    fx.proxy.stop().await;
+    idp.stop();
+}
+
+#[tokio::test]
+async fn a_withdrawn_key_ends_cached_tokens_without_other_traffic() {
+    let jwks = std::sync::Arc::new(std::sync::Mutex::new(json!({"keys": []})));
+    let idp = identity_provider(jwks.clone()).await;
+    let issuer = format!("http://{}", idp.addr);
+    let fx = Fixture::start_with(|c| {
+        c.auth.issuers = vec![IssuerConfig { issuer: issuer.clone(), jwks_uri: None, jwks_file: None }];
+        c.auth.jwks_min_refresh_s = 0;
+        c.auth.jwks_refresh_s = 1;
+    })
+    .await;
+    let mut claims = fx.claims();
+    claims["iss"] = json!(issuer);
+    let mut jwk = fx.issuer.jwk();
+    jwk["kid"] = json!(ES_KID);
+    *jwks.lock().expect("jwks lock") = json!({"keys": [jwk]});
+    let token = fx.token(&claims);
+    fx.assert_forwarded(&fx.call_honest(&token).await, 1).await;
+
+    // The issuer withdraws the key (another takes its place); only the cached token is
+    // used from now on. The periodic refresh (every few seconds) sees the withdrawal.
+    let mut other = EcKey::generate().jwk();
+    other["kid"] = json!("rotated-2");
+    *jwks.lock().expect("jwks lock") = json!({"keys": [other]});
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let reply = fx.call_honest(&token).await;
+        if reply.status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a cached token outlived its withdrawn key");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     fx.proxy.stop().await;
     idp.stop();
 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -72,6 +73,14 @@ impl KeySource {
         }
     }
 
+    /// The key set's generation; static keys never change.
+    pub fn generation(&self) -> u64 {
+        match self {
+            KeySource::Static(_) => 0,
+            KeySource::Remote(remote) => remote.generation(),
+        }
+    }
+
     /// Fetches remote keys now (no-op for static keys).
     pub async fn prefetch(&self) -> Result<(), JwksError> {
         match self {
@@ -102,6 +111,11 @@ pub struct RemoteJwks {
     location: JwksLocation,
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     keys: ArcSwap<Keys>,
+    /// Bumped whenever a fetch brings a different key set: verifications cached under an
+    /// older generation are redone (a withdrawn key stops working).
+    generation: AtomicU64,
+    /// SHA-256 of the last JWKS document, to tell a changed set from a refetch.
+    last_document: std::sync::Mutex<[u8; 32]>,
     /// When the keys were last fetched (`None`: never) and where from.
     state: Mutex<FetchState>,
     refresh_every: Duration,
@@ -126,6 +140,8 @@ impl RemoteJwks {
             location,
             client: Client::builder(TokioExecutor::new()).build(connector),
             keys: ArcSwap::from_pointee(Keys::new()),
+            generation: AtomicU64::new(0),
+            last_document: std::sync::Mutex::new([0; 32]),
             state: Mutex::new(FetchState { fetched: None, attempted: None, jwks_uri: None }),
             refresh_every,
             min_refresh,
@@ -160,6 +176,18 @@ impl RemoteJwks {
         Ok(keys.get(kid).cloned())
     }
 
+    /// Which key set is current (see `generation`).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Fetches again if the keys are older than `refresh_every` (the background task
+    /// calls this, so key removals are seen even while every token is a cache hit).
+    pub async fn refresh_if_stale(&self) -> Result<(), JwksError> {
+        let stale = self.state.lock().await.fetched.is_none_or(|t| t.elapsed() >= self.refresh_every);
+        if stale { self.fetch(false).await } else { Ok(()) }
+    }
+
     /// Whether keys were fetched at least once.
     pub fn has_keys(&self) -> bool {
         !self.keys.load().is_empty()
@@ -187,9 +215,17 @@ impl RemoteJwks {
             }
         };
         let text = self.get(&uri).await?;
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes()).as_ref());
         let keys = keys_of(&super::token::parse_jwks(&text)?);
         tracing::info!(%uri, keys = keys.len(), on_unknown_kid, "JWKS fetched");
         self.keys.store(Arc::new(keys));
+        if let Ok(mut last) = self.last_document.lock()
+            && *last != digest
+        {
+            *last = digest;
+            self.generation.fetch_add(1, Ordering::Release);
+        }
         state.fetched = Some(Instant::now());
         Ok(())
     }

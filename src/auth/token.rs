@@ -100,7 +100,9 @@ pub struct TokenVerifier {
     audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
     leeway: Duration,
-    cache: DashMap<[u8; 32], VerifiedToken>,
+    /// SHA-256 of the token → the verified token, its issuer's index and that issuer's
+    /// key generation then (a rotation that withdraws the key ends the entry).
+    cache: DashMap<[u8; 32], (VerifiedToken, usize, u64)>,
 }
 
 impl TokenVerifier {
@@ -117,6 +119,18 @@ impl TokenVerifier {
         self.issuers.iter().all(|i| i.keys.is_ready())
     }
 
+    /// Refetches every remote JWKS older than its refresh period; failures are logged
+    /// and keep the keys. Called periodically so that a withdrawn key ends cached tokens.
+    pub async fn refresh_stale(&self) {
+        for issuer in &self.issuers {
+            if let KeySource::Remote(remote) = &issuer.keys
+                && let Err(e) = remote.refresh_if_stale().await
+            {
+                tracing::warn!(issuer = %issuer.issuer, error = %e, "JWKS refresh failed; keeping the cached keys");
+            }
+        }
+    }
+
     /// Fetches every remote JWKS that has no keys yet; failures are logged.
     pub async fn prefetch(&self) {
         for issuer in self.issuers.iter().filter(|i| !i.keys.is_ready()) {
@@ -131,14 +145,25 @@ impl TokenVerifier {
         let now = unix_now();
         let mut digest = [0u8; 32];
         digest.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref());
-        if let Some(hit) = self.cache.get(&digest).filter(|t| t.expires_at + self.leeway.as_secs() > now) {
-            return Ok(hit.clone());
+        let current = |index: usize| self.issuers.get(index).map(|i| i.keys.generation());
+        if let Some(hit) = self
+            .cache
+            .get(&digest)
+            .filter(|hit| hit.0.expires_at + self.leeway.as_secs() > now && current(hit.1) == Some(hit.2))
+        {
+            return Ok(hit.0.clone());
         }
         let verified = self.verify_uncached(token).await?;
-        if self.cache.len() >= TOKEN_CACHE_MAX {
-            self.cache.clear();
+        // The generation read after verifying: at worst one newer than the key used, which
+        // only means one more verification later.
+        if let Some(index) = self.issuers.iter().position(|i| *i.issuer == *verified.issuer)
+            && let Some(generation) = current(index)
+        {
+            if self.cache.len() >= TOKEN_CACHE_MAX {
+                self.cache.clear();
+            }
+            self.cache.insert(digest, (verified.clone(), index, generation));
         }
-        self.cache.insert(digest, verified.clone());
         Ok(verified)
     }
 
