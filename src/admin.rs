@@ -1,6 +1,6 @@
 //! The admin listener: `/metrics`, `/healthz` (process up), `/readyz` (policy loaded;
 //! when credentials are checked, the issuers' signing keys fetched; with a SPIFFE
-//! source, the first SVID material installed).
+//! source, the first SVID material installed and the sidecar's SVID not expired).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -45,6 +45,9 @@ impl Admin {
             "/readyz" if self.svid.as_ref().is_some_and(|s| !s.has_material()) => {
                 text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: no SVID from the SPIFFE source yet\n")
             }
+            "/readyz" if self.svid.as_ref().is_some_and(|s| own_svid_expired(s)) => {
+                text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: the sidecar's SVID has expired\n")
+            }
             "/readyz" => text_response(StatusCode::OK, "ready\n"),
             _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
         }
@@ -62,4 +65,10 @@ impl Admin {
     + 'static {
         tower::service_fn(move |req: Request<Body>| std::future::ready(Ok::<_, Infallible>(self.answer(&req))))
     }
+}
+
+/// The sidecar's own SVID is past its notAfter: rotation stalled, peers will refuse it.
+fn own_svid_expired(store: &SvidStore) -> bool {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    store.load().svid.as_ref().is_some_and(|svid| svid.not_after < i64::try_from(now).unwrap_or(i64::MAX))
 }

@@ -272,3 +272,27 @@ async fn a_broken_rotation_keeps_the_last_good_material() {
     assert_eq!(reply.server_cert, pki.sidecar.chain[0]);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn an_expired_own_svid_makes_the_sidecar_not_ready() {
+    let pki = Pki::new();
+    let upstream = TestUpstream::json_ok().await;
+    let proxy = start(&pki, &upstream).await;
+    assert_eq!(proxy.admin_get("/readyz").await.status, 200);
+    // Rotation stalled: the SVID on disk is past its notAfter.
+    let mut spec = LeafSpec::svid(SIDECAR).with_ip(LOCALHOST);
+    spec.not_before = SystemTime::now() - Duration::from_secs(7200);
+    spec.not_after = SystemTime::now() - Duration::from_secs(60);
+    pki.write_sidecar(&pki.ca.leaf(&spec).unwrap(), &[&pki.ca]);
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let reply = proxy.admin_get("/readyz").await;
+        if reply.status == 503 {
+            assert!(reply.text().contains("SVID has expired"), "{}", reply.text());
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still ready with an expired SVID");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.stop().await;
+}
