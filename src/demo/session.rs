@@ -73,9 +73,15 @@ fn spiffe_id(agent: &str) -> String {
 struct DemoFiles(PathBuf);
 
 impl DemoFiles {
+    /// Owner-only: the SVID key is a throwaway, but a key all the same.
     fn write(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+        use std::io::Write;
         let path = self.0.join(name);
-        std::fs::write(&path, text)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options.open(&path)?.write_all(text.as_bytes())?;
         Ok(path)
     }
 }
@@ -97,8 +103,9 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     let ca = TestCa::new(TRUST_DOMAIN)?;
     let sidecar_svid = ca.leaf(&LeafSpec::svid(SIDECAR_ID).with_ip(localhost))?;
     let tool_svid = ca.leaf(&LeafSpec::svid(TOOL_SERVER_ID).with_ip(localhost))?;
-    let files = DemoFiles(std::env::temp_dir().join(format!("mcp-pep-demo-{}", std::process::id())));
-    std::fs::create_dir_all(&files.0)?;
+    // An unpredictable name, created here (never an existing directory or link).
+    let files = DemoFiles(std::env::temp_dir().join(format!("mcp-pep-demo-{}", uuid::Uuid::new_v4())));
+    std::fs::create_dir(&files.0)?;
 
     // 2. The tool server, over mTLS: only the sidecar's SVID gets in.
     let tool_listener = TcpListener::bind("127.0.0.1:0").await?;
