@@ -1266,82 +1266,90 @@ async fn issuer_down_is_503_and_not_ready() {
     fx.proxy.stop().await;
 }
 
+/// A fixture whose issuer publishes its keys by OIDC discovery (`jwks` is what it
+/// serves), the issuer's key published, and one token verified (and so cached).
+struct RemoteKeys {
+    fx: Fixture,
+    idp: TestUpstream,
+    jwks: std::sync::Arc<std::sync::Mutex<Value>>,
+    claims: Value,
+    token: String,
+}
+
+impl RemoteKeys {
+    async fn start(refresh_s: u64) -> RemoteKeys {
+        let jwks = std::sync::Arc::new(std::sync::Mutex::new(json!({"keys": []})));
+        let idp = identity_provider(jwks.clone()).await;
+        let issuer = format!("http://{}", idp.addr);
+        let fx = Fixture::start_with(|c| {
+            c.auth.issuers = vec![IssuerConfig { issuer: issuer.clone(), jwks_uri: None, jwks_file: None }];
+            c.auth.jwks_min_refresh_s = 0;
+            c.auth.jwks_refresh_s = refresh_s;
+        })
+        .await;
+        let mut claims = fx.claims();
+        claims["iss"] = json!(issuer);
+        let mut jwk = fx.issuer.jwk();
+        jwk["kid"] = json!(ES_KID);
+        *jwks.lock().expect("jwks lock") = json!({"keys": [jwk]});
+        let token = fx.token(&claims);
+        fx.assert_forwarded(&fx.call_honest(&token).await, 1).await;
+        RemoteKeys { fx, idp, jwks, claims, token }
+    }
+
+    /// The issuer replaces its key with a new one under the kid `rotated-2`.
+    fn rotate(&self) -> EcKey {
+        let new_key = EcKey::generate();
+        let mut new_jwk = new_key.jwk();
+        new_jwk["kid"] = json!("rotated-2");
+        *self.jwks.lock().expect("jwks lock") = json!({"keys": [new_jwk]});
+        new_key
+    }
+}
+
 #[tokio::test]
 async fn jwks_rotation_is_followed_without_a_restart() {
-    let jwks = std::sync::Arc::new(std::sync::Mutex::new(json!({"keys": []})));
-    let idp = identity_provider(jwks.clone()).await;
-    let issuer = format!("http://{}", idp.addr);
-    let fx = Fixture::start_with(|c| {
-        c.auth.issuers = vec![IssuerConfig { issuer: issuer.clone(), jwks_uri: None, jwks_file: None }];
-        c.auth.jwks_min_refresh_s = 0;
-    })
-    .await;
-    let mut claims = fx.claims();
-    claims["iss"] = json!(issuer);
-    let mut old_jwk = fx.issuer.jwk();
-    old_jwk["kid"] = json!(ES_KID);
-    *jwks.lock().expect("jwks lock") = json!({"keys": [old_jwk]});
-    let old_token = fx.token(&claims);
-    fx.assert_forwarded(&fx.call_honest(&old_token).await, 1).await;
+    let keys = RemoteKeys::start(300).await;
+    let fx = &keys.fx;
 
     // The issuer rotates: a new key under a new kid, the old one withdrawn.
-    let new_key = EcKey::generate();
-    let mut new_jwk = new_key.jwk();
-    new_jwk["kid"] = json!("rotated-2");
-    *jwks.lock().expect("jwks lock") = json!({"keys": [new_jwk]});
-    let new_token = jws(&json!({"alg": "ES256", "typ": "JWT", "kid": "rotated-2"}), &claims, Signer::Es(&new_key));
+    let new_key = keys.rotate();
+    let header = json!({"alg": "ES256", "typ": "JWT", "kid": "rotated-2"});
+    let new_token = jws(&header, &keys.claims, Signer::Es(&new_key));
     fx.assert_forwarded(&fx.call_honest(&new_token).await, 2).await;
 
     // A token under the withdrawn kid is refused once its verification is not cached.
-    let mut fresh_claims = claims.clone();
+    let mut fresh_claims = keys.claims.clone();
     fresh_claims["jti"] = json!("not-cached");
     let reply = fx.call_honest(&fx.token(&fresh_claims)).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
     assert!(reply.header("www-authenticate").is_some_and(|h| h.contains("invalid_token")));
     // The old token itself was verified before the rotation: the withdrawn key ends its
     // cached verification too.
-    let reply = fx.call_honest(&old_token).await;
+    let reply = fx.call_honest(&keys.token).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
     assert_eq!(fx.upstream.requests().len(), 2);
-    fx.proxy.stop().await;
-    idp.stop();
+    keys.fx.proxy.stop().await;
+    keys.idp.stop();
 }
 
 #[tokio::test]
 async fn a_withdrawn_key_ends_cached_tokens_without_other_traffic() {
-    let jwks = std::sync::Arc::new(std::sync::Mutex::new(json!({"keys": []})));
-    let idp = identity_provider(jwks.clone()).await;
-    let issuer = format!("http://{}", idp.addr);
-    let fx = Fixture::start_with(|c| {
-        c.auth.issuers = vec![IssuerConfig { issuer: issuer.clone(), jwks_uri: None, jwks_file: None }];
-        c.auth.jwks_min_refresh_s = 0;
-        c.auth.jwks_refresh_s = 1;
-    })
-    .await;
-    let mut claims = fx.claims();
-    claims["iss"] = json!(issuer);
-    let mut jwk = fx.issuer.jwk();
-    jwk["kid"] = json!(ES_KID);
-    *jwks.lock().expect("jwks lock") = json!({"keys": [jwk]});
-    let token = fx.token(&claims);
-    fx.assert_forwarded(&fx.call_honest(&token).await, 1).await;
-
-    // The issuer withdraws the key (another takes its place); only the cached token is
-    // used from now on. The periodic refresh (every few seconds) sees the withdrawal.
-    let mut other = EcKey::generate().jwk();
-    other["kid"] = json!("rotated-2");
-    *jwks.lock().expect("jwks lock") = json!({"keys": [other]});
+    let keys = RemoteKeys::start(1).await;
+    // The issuer withdraws the key; only the cached token is used from now on. The
+    // periodic refresh (every few seconds) sees the withdrawal.
+    keys.rotate();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let reply = fx.call_honest(&token).await;
+        let reply = keys.fx.call_honest(&keys.token).await;
         if reply.status == StatusCode::UNAUTHORIZED {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "a cached token outlived its withdrawn key");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    fx.proxy.stop().await;
-    idp.stop();
+    keys.fx.proxy.stop().await;
+    keys.idp.stop();
 }
 
 #[tokio::test]
