@@ -79,14 +79,21 @@ impl SvidSource {
         match self {
             SvidSource::Files(files) => {
                 let mut last = None;
+                // A file that stays unreadable is counted and logged once, not every poll.
+                let mut last_error = None;
                 loop {
                     match files.read() {
                         Ok(raw) if last.as_ref() != Some(&raw) => {
                             install(files.build(&raw, &provider));
                             last = Some(raw);
+                            last_error = None;
                         }
-                        Ok(_) => {}
-                        Err(e) => install(Err(e)),
+                        Ok(_) => last_error = None,
+                        Err(e) if last_error.as_ref() != Some(&e.to_string()) => {
+                            last_error = Some(e.to_string());
+                            install(Err(e));
+                        }
+                        Err(_) => {}
                     }
                     tokio::select! {
                         _ = stop.wait_for(|s| *s) => return,
