@@ -32,6 +32,7 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub policy: PolicyConfig,
     pub limits: LimitsConfig,
+    pub sessions: SessionsConfig,
     pub identity: IdentityConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
@@ -74,6 +75,26 @@ pub struct LimitsConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// Bind each `Mcp-Session-Id` to the caller that created it (design §2).
+    pub bind: bool,
+    pub idle_timeout_s: u64,
+    pub max_sessions: usize,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        let options = crate::mcp::SessionOptions::default();
+        SessionsConfig {
+            bind: true,
+            idle_timeout_s: options.idle_timeout.as_secs(),
+            max_sessions: options.max_sessions,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` or `json`.
     pub format: String,
@@ -93,6 +114,7 @@ impl Default for Config {
             upstream: UpstreamConfig::default(),
             policy: PolicyConfig::default(),
             limits: LimitsConfig::default(),
+            sessions: SessionsConfig::default(),
             identity: IdentityConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
@@ -295,6 +317,16 @@ impl Config {
         if !(1..=128).contains(&self.limits.max_json_depth) {
             return Err(invalid("limits.max_json_depth", "must be between 1 and 128".into()));
         }
+        let sessions = match (&self.sessions, self.sessions.bind) {
+            (_, false) => None,
+            (s, true) if s.idle_timeout_s == 0 || s.max_sessions == 0 => {
+                return Err(invalid("sessions", "idle_timeout_s and max_sessions must be greater than 0".into()));
+            }
+            (s, true) => Some(crate::mcp::SessionOptions {
+                idle_timeout: Duration::from_secs(s.idle_timeout_s),
+                max_sessions: s.max_sessions,
+            }),
+        };
         if self.limits.max_connections == 0 {
             return Err(invalid("limits.max_connections", "must be greater than 0".into()));
         }
@@ -375,6 +407,7 @@ impl Config {
                 },
                 pool_max_idle_per_host: self.upstream.pool_max_idle_per_host,
                 upstream_tls,
+                sessions,
                 auth,
             },
             identity,

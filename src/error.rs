@@ -36,6 +36,7 @@ pub enum Stage {
     Identity,
     Credentials,
     Inspect,
+    Session,
     Policy,
     Upstream,
 }
@@ -47,6 +48,7 @@ impl Stage {
             Stage::Identity => "identity",
             Stage::Credentials => "credentials",
             Stage::Inspect => "inspect",
+            Stage::Session => "session",
             Stage::Policy => "policy",
             Stage::Upstream => "upstream",
         }

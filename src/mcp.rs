@@ -3,9 +3,11 @@
 pub mod inspect;
 pub mod jsonrpc;
 pub mod list;
+pub mod session;
 pub mod sse;
 // Shared with the credentials stage; re-exported where inspection first used it.
 pub use crate::strict_json;
 
 pub use inspect::{InspectLimits, InspectStage};
 pub use jsonrpc::{InspectError, parse_body};
+pub use session::{SessionOptions, SessionStage};

@@ -51,6 +51,7 @@ pub struct Metrics {
     pub svid_expiry: IntGauge,
     pub tls_handshakes: IntCounterVec,
     pub policy_cache: IntCounterVec,
+    pub sessions: IntGauge,
     /// Read on every decision, written only for the first 256 names: a read lock.
     tool_labels: RwLock<HashSet<String>>,
 }
@@ -136,6 +137,7 @@ impl Metrics {
                 "Policy decisions by cache result (hit, miss, bypass: off, uncacheable set or input too large).",
                 &["result"],
             )?,
+            sessions: IntGauge::new("sessions", "MCP sessions bound to the caller that created them.")?,
             tool_labels: RwLock::new(HashSet::new()),
             registry,
         };
@@ -154,6 +156,7 @@ impl Metrics {
         m.registry.register(Box::new(m.svid_expiry.clone()))?;
         m.registry.register(Box::new(m.tls_handshakes.clone()))?;
         m.registry.register(Box::new(m.policy_cache.clone()))?;
+        m.registry.register(Box::new(m.sessions.clone()))?;
         Ok(m)
     }
 

@@ -17,7 +17,7 @@ use crate::auth::stage::JwtSvidCheck;
 use crate::body::Body;
 use crate::identity::IdentityLayer;
 use crate::identity::config::IdentitySettings;
-use crate::mcp::{InspectLimits, InspectStage};
+use crate::mcp::{InspectLimits, InspectStage, SessionOptions, SessionStage};
 use crate::metrics::Metrics;
 use crate::policy::{ListFilterStage, PolicyOptions, PolicyStage, PolicyStore};
 use crate::stage::StageLayer;
@@ -34,6 +34,8 @@ pub struct StackConfig {
     pub upstream_url: Uri,
     pub upstream_timeouts: UpstreamTimeouts,
     pub pool_max_idle_per_host: usize,
+    /// Session binding; `None`: off.
+    pub sessions: Option<SessionOptions>,
     /// mTLS to an `https` upstream.
     pub upstream_tls: Option<rustls::ClientConfig>,
     /// The credentials stage's settings; `None`: no credentials are checked.
@@ -80,6 +82,8 @@ pub fn build_stack(config: &StackConfig, store: Arc<PolicyStore>, metrics: Arc<M
         .layer(StageLayer(credentials))
         // Bounded read, strict JSON-RPC, typed McpRequest; original bytes kept.
         .layer(StageLayer(InspectStage::new(config.limits)))
+        // A session id only from the caller that created it.
+        .layer(StageLayer(SessionStage::new(config.sessions, metrics.clone())))
         // Every message decided; any error or undefined denies.
         .layer(StageLayer(PolicyStage::new(store.clone(), metrics.clone(), config.policy)))
         // List results show only what the caller may use (JSON and SSE).

@@ -101,8 +101,8 @@ pub struct ProxyBuilder {
 }
 
 impl ProxyBuilder {
-    /// Port 0 for both listeners, a short shutdown grace, the given upstream and the
-    /// [`ALLOW_EXCEPT_FORBIDDEN`] policy.
+    /// Port 0 for both listeners, a short shutdown grace, the given upstream, session
+    /// binding off and the [`ALLOW_EXCEPT_FORBIDDEN`] policy.
     pub fn new(upstream_url: impl Into<String>) -> ProxyBuilder {
         let mut config = Config {
             listen: "127.0.0.1:0".into(),
@@ -111,6 +111,10 @@ impl ProxyBuilder {
             ..Config::default()
         };
         config.upstream.url = Some(upstream_url.into());
+        // Most tests send session ids their upstream never handed out, to see them
+        // forwarded and in the policy input; session binding has its own tests
+        // (tests/proxy_sessions.rs), and the e2e suite runs with it on.
+        config.sessions.bind = false;
         ProxyBuilder { config, files: vec![("mcp.rego".into(), ALLOW_EXCEPT_FORBIDDEN.into())] }
     }
 

@@ -98,6 +98,18 @@ pub async fn mtls_post_with(
     body: &'static str,
     headers: &[(&str, &str)],
 ) -> Result<TlsReply, BoxError> {
+    mtls_request(addr, client, roots, http::Method::POST, body, headers).await
+}
+
+/// Any method to `https://addr/mcp` over mTLS.
+pub async fn mtls_request(
+    addr: SocketAddr,
+    client: Option<&Leaf>,
+    roots: &[&TestCa],
+    method: http::Method,
+    body: &'static str,
+    headers: &[(&str, &str)],
+) -> Result<TlsReply, BoxError> {
     let mut store = rustls::RootCertStore::empty();
     for ca in roots {
         store.add(ca.cert.clone())?;
@@ -115,7 +127,9 @@ pub async fn mtls_post_with(
     let server_cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned().ok_or("no server cert")?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
     tokio::spawn(conn);
-    let mut req = Request::post(format!("https://{addr}/mcp"))
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("https://{addr}/mcp"))
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .header("host", addr.to_string());
