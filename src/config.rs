@@ -45,6 +45,9 @@ pub struct UpstreamConfig {
     /// The tool server's SPIFFE ID; required for an `https://` URL (mTLS with the
     /// sidecar's SVID, the server verified against its trust domain's bundle).
     pub spiffe_id: Option<String>,
+    /// Tell the tool server the caller's verified SPIFFE ID in this request header
+    /// (e.g. `x-spiffe-id`); a value the client sent in it is always removed.
+    pub identity_header: Option<String>,
     pub connect_timeout_ms: u64,
     pub response_header_timeout_ms: u64,
     pub pool_idle_timeout_ms: u64,
@@ -127,6 +130,7 @@ impl Default for UpstreamConfig {
         UpstreamConfig {
             url: None,
             spiffe_id: None,
+            identity_header: None,
             connect_timeout_ms: 5_000,
             response_header_timeout_ms: 60_000,
             pool_idle_timeout_ms: 90_000,
@@ -317,6 +321,19 @@ impl Config {
         if !(1..=128).contains(&self.limits.max_json_depth) {
             return Err(invalid("limits.max_json_depth", "must be between 1 and 128".into()));
         }
+        let upstream_identity_header = match &self.upstream.identity_header {
+            None => None,
+            Some(name) => {
+                let header = http::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| invalid("upstream.identity_header", format!("{name:?} is not a header name")))?;
+                // Headers the proxy owns or strips may not be repurposed.
+                let reserved = ["authorization", "dpop", "cookie", "host", "mcp-session-id", "mcp-protocol-version"];
+                if reserved.contains(&header.as_str()) || header.as_str().starts_with("proxy-") {
+                    return Err(invalid("upstream.identity_header", format!("{name:?} is reserved")));
+                }
+                Some(header)
+            }
+        };
         let sessions = match (&self.sessions, self.sessions.bind) {
             (_, false) => None,
             (s, true) if s.idle_timeout_s == 0 || s.max_sessions == 0 => {
@@ -407,6 +424,7 @@ impl Config {
                 },
                 pool_max_idle_per_host: self.upstream.pool_max_idle_per_host,
                 upstream_tls,
+                upstream_identity_header,
                 sessions,
                 auth,
             },

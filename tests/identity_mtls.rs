@@ -296,3 +296,35 @@ async fn an_expired_own_svid_makes_the_sidecar_not_ready() {
     }
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn the_tool_server_can_be_told_the_proven_spiffe_id_never_a_forged_one() {
+    let pki = Pki::new();
+    let upstream = TestUpstream::json_ok().await;
+    let proxy = TestProxy::builder(upstream.url())
+        .policy(MTLS_ONLY)
+        .configure(|c| {
+            pki.configure(c);
+            c.upstream.identity_header = Some("x-spiffe-id".into());
+        })
+        .start()
+        .await;
+    let forged = [("x-spiffe-id", "spiffe://mcp-identity.local/ns/mcp-tools/sa/admin")];
+    let reply =
+        support::tls::mtls_post_with(proxy.mcp_addr, Some(&pki.agent(TRUSTED)), &[&pki.ca], CALL, &forged).await;
+    assert_eq!(reply.expect("mTLS call").status, 200);
+    let seen = upstream.wait_for_requests(1).await;
+    assert_eq!(seen[0].header("x-spiffe-id"), Some(TRUSTED));
+    assert_eq!(seen[0].headers.get_all("x-spiffe-id").iter().count(), 1);
+    proxy.stop().await;
+
+    // Without a proven identity, a client's value is dropped, not passed on.
+    let upstream = TestUpstream::json_ok().await;
+    let proxy = TestProxy::builder(upstream.url())
+        .configure(|c| c.upstream.identity_header = Some("x-spiffe-id".into()))
+        .start()
+        .await;
+    assert_eq!(proxy.post(CALL, &forged).await.status, 200);
+    assert_eq!(upstream.wait_for_requests(1).await[0].header("x-spiffe-id"), None);
+    proxy.stop().await;
+}

@@ -36,6 +36,8 @@ pub struct StackConfig {
     pub pool_max_idle_per_host: usize,
     /// Session binding; `None`: off.
     pub sessions: Option<SessionOptions>,
+    /// The header that tells the tool server the caller's SPIFFE ID; `None`: not told.
+    pub upstream_identity_header: Option<http::HeaderName>,
     /// mTLS to an `https` upstream.
     pub upstream_tls: Option<rustls::ClientConfig>,
     /// The credentials stage's settings; `None`: no credentials are checked.
@@ -51,7 +53,8 @@ pub fn build_stack(config: &StackConfig, store: Arc<PolicyStore>, metrics: Arc<M
         config.pool_max_idle_per_host,
         metrics.clone(),
         config.upstream_tls.clone(),
-    );
+    )
+    .with_identity_header(config.upstream_identity_header.clone());
     let metadata = config.auth.as_ref().map(|auth| {
         let algs: Vec<&str> = auth.dpop.algs().iter().map(|a| a.name()).collect();
         ResourceMetadata::new(&auth.public_url, &auth.issuers, auth.dpop_required, &algs)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::{Request, Response, StatusCode, Uri, Version, header};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Frame;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -18,7 +18,7 @@ use tower::Service;
 
 use super::headers;
 use crate::body::{Body, BodyError, boxed};
-use crate::context::McpRequest;
+use crate::context::{McpRequest, PeerIdentity};
 use crate::error::{Rejection, Stage, code};
 use crate::metrics::Metrics;
 
@@ -69,6 +69,8 @@ pub struct Upstream {
     url: Arc<Uri>,
     response_header_timeout: Duration,
     metrics: Arc<Metrics>,
+    /// Where to tell the tool server the caller's SPIFFE ID, if anywhere.
+    identity_header: Option<HeaderName>,
 }
 
 impl Upstream {
@@ -101,7 +103,20 @@ impl Upstream {
             .pool_idle_timeout(timeouts.pool_idle)
             .pool_max_idle_per_host(pool_max_idle_per_host)
             .build(connector);
-        Upstream { client, url: Arc::new(url), response_header_timeout: timeouts.response_header, metrics }
+        Upstream {
+            client,
+            url: Arc::new(url),
+            response_header_timeout: timeouts.response_header,
+            metrics,
+            identity_header: None,
+        }
+    }
+
+    /// Tells the tool server the caller's verified SPIFFE ID in `header` (the client's own
+    /// value of that header is always removed).
+    pub fn with_identity_header(mut self, header: Option<HeaderName>) -> Self {
+        self.identity_header = header;
+        self
     }
 
     /// The upstream URL with the client's query string, if any.
@@ -124,6 +139,15 @@ impl Upstream {
         // Clients may speak h2 to us; the pooled upstream connection is HTTP/1.1.
         parts.version = Version::HTTP_11;
         headers::sanitize_request(&mut parts.headers);
+        if let Some(name) = &self.identity_header {
+            // Only the identity this sidecar proved: never a value the client sent.
+            parts.headers.remove(name);
+            if let Some(PeerIdentity::Spiffe(id)) = parts.extensions.get::<PeerIdentity>()
+                && let Ok(value) = HeaderValue::from_str(&id.spiffe_id)
+            {
+                parts.headers.insert(name.clone(), value);
+            }
+        }
         parts.extensions = http::Extensions::new();
         let started = Instant::now();
         let sent =
