@@ -201,17 +201,17 @@ impl Credentials {
                         value
                     };
                     let proven = check.verifier.verify(jwt).await?;
-                    if let PeerIdentity::Spiffe(caller) = &identity
-                        && caller.source == IdentitySource::Mtls
-                        && caller.spiffe_id != proven.spiffe_id
-                    {
-                        return Err(CredentialsError::JwtSvidMismatch {
-                            jwt: proven.spiffe_id.to_string(),
-                            cert: caller.spiffe_id.to_string(),
-                        });
-                    }
-                    if !matches!(&identity, PeerIdentity::Spiffe(c) if c.source == IdentitySource::Mtls) {
-                        identity = PeerIdentity::Spiffe(proven);
+                    match &identity {
+                        // A certificate proved the caller: the JWT-SVID must name it too.
+                        PeerIdentity::Spiffe(cert) if cert.source == IdentitySource::Mtls => {
+                            if cert.spiffe_id != proven.spiffe_id {
+                                return Err(CredentialsError::JwtSvidMismatch {
+                                    jwt: proven.spiffe_id.to_string(),
+                                    cert: cert.spiffe_id.to_string(),
+                                });
+                            }
+                        }
+                        _ => identity = PeerIdentity::Spiffe(proven),
                     }
                 }
             }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
@@ -16,7 +17,6 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::CertifiedKey;
 use serde_json::Value;
-use tokio::sync::watch;
 
 use super::svid::{SvidError, leaf_spiffe_id, not_after};
 use crate::context::{IdentitySource, SpiffeIdentity};
@@ -143,12 +143,13 @@ pub fn jwt_authorities(td: &str, jwks: &[u8], rule: KeyUse) -> Result<Vec<Jwk>, 
 /// The current material, swapped whole on rotation.
 pub struct SvidStore {
     current: ArcSwap<Material>,
-    revision: watch::Sender<u64>,
+    /// How many times material was installed.
+    revision: AtomicU64,
 }
 
 impl Default for SvidStore {
     fn default() -> Self {
-        SvidStore { current: ArcSwap::from_pointee(Material::default()), revision: watch::Sender::new(0) }
+        SvidStore { current: ArcSwap::from_pointee(Material::default()), revision: AtomicU64::new(0) }
     }
 }
 
@@ -159,23 +160,18 @@ impl SvidStore {
 
     pub fn set(&self, material: Material) {
         self.current.store(Arc::new(material));
-        self.revision.send_modify(|r| *r += 1);
-    }
-
-    /// How many times material was installed; a receiver wakes on each.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.revision.subscribe()
+        self.revision.fetch_add(1, Ordering::Release);
     }
 
     /// Which installation is current: a verification cached under an older revision
     /// may rest on a key that a rotation withdrew.
     pub fn revision(&self) -> u64 {
-        *self.revision.borrow()
+        self.revision.load(Ordering::Acquire)
     }
 
     /// Whether material has been installed at least once.
     pub fn has_material(&self) -> bool {
-        *self.revision.borrow() > 0
+        self.revision() > 0
     }
 }
 

@@ -51,12 +51,13 @@ impl Owner {
             Some(PeerIdentity::Spiffe(id)) => Some(id.spiffe_id.clone()),
             _ => None,
         };
+        // Shared, not copied: this runs for every message.
         let token = extensions.get::<VerifiedToken>();
         Owner {
             spiffe_id,
-            issuer: token.map(|t| Arc::from(t.issuer())),
-            subject: token.and_then(|t| t.subject()).map(Arc::from),
-            jkt: token.and_then(|t| t.dpop_jkt()).map(Arc::from),
+            issuer: token.map(|t| t.issuer.clone()),
+            subject: token.and_then(|t| t.subject.clone()),
+            jkt: token.and_then(|t| t.dpop_jkt.clone()),
         }
     }
 }

@@ -32,10 +32,6 @@ impl DecisionCache {
         Some(DecisionCache { paths: paths.clone(), entries: DashMap::new(), max_entries })
     }
 
-    pub fn paths(&self) -> &[Vec<String>] {
-        &self.paths
-    }
-
     /// The input's projection onto the read paths: for each path a tag byte (absent,
     /// present) and the value's JSON. `None` when it would be too long to keep.
     pub fn key(&self, input: &Value) -> Option<Box<[u8]>> {
