@@ -40,8 +40,12 @@ class StepFailed(Exception):
     pass
 
 
+# Which client speaks in the log lines; py_mtls_client.py sets its own.
+LOG_PREFIX = "py"
+
+
 def step(msg: str) -> None:
-    print(f"[py] {msg}", flush=True)
+    print(f"[{LOG_PREFIX}] {msg}", flush=True)
 
 
 def check(cond: bool, msg: str) -> None:
@@ -162,6 +166,20 @@ async def call_echo(session: ClientSession, label: str) -> None:
     step(f"{label}: ok ({texts[0]!r})")
 
 
+async def expect_denied(session: ClientSession, tool: str, arguments: dict | None = None,
+                        label: str | None = None) -> None:
+    """The policy refuses TOOL: an MCPError -32001 saying "denied", never a result."""
+    label = label or f"deny {tool}"
+    try:
+        res = await session.call_tool(tool, arguments or {})
+    except MCPError as e:
+        check(e.code == -32001, f"{label}: error code {e.code}, want -32001 ({e.message})")
+        check("denied" in e.message, f"{label}: message lacks 'denied': {e.message!r}")
+        step(f"{label}: ok ({e.code} {e.message!r})")
+    else:
+        raise StepFailed(f"{label}: not denied, got a result: {str(res)[:200]}")
+
+
 async def run(url: str, deny_tool: str | None, dpop_issuer: str | None = None,
               dpop_client: str | None = None, expect_nonce: bool = False) -> None:
     auth: DPoPAuth | None = None
@@ -221,15 +239,7 @@ async def run(url: str, deny_tool: str | None, dpop_issuer: str | None = None,
                 step(f"GET SSE stream: ok ({status} {ctype})")
 
                 if deny_tool:
-                    try:
-                        res = await session.call_tool(deny_tool, {})
-                    except MCPError as e:
-                        check(e.code == -32001, f"deny {deny_tool}: error code {e.code}, want -32001 ({e.message})")
-                        check("denied" in e.message, f"deny {deny_tool}: message lacks 'denied': {e.message!r}")
-                        step(f"deny {deny_tool}: ok ({e.code} {e.message!r})")
-                    else:
-                        raise StepFailed(f"deny {deny_tool}: not denied, got a result: {str(res)[:200]}")
-
+                    await expect_denied(session, deny_tool)
                     await call_echo(session, "tools/call echo after deny")
         # Leaving streamable_http_client sends DELETE (terminate_on_close=True).
         deletes = seen("DELETE")

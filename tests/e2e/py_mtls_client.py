@@ -57,7 +57,10 @@ from cryptography import x509
 from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
-from py_client import StepFailed, call_echo, check
+import py_client
+from py_client import StepFailed, call_echo, check, expect_denied, step
+
+py_client.LOG_PREFIX = "py-mtls"
 
 SIDECAR_ID = "spiffe://mcp-identity.local/ns/mcp-tools/sa/mcp-pep"
 CALLED_TOOL = object()  # a bare --expect-deny: the --call TOOL is the one denied
@@ -83,10 +86,6 @@ def rejected_arg(text: str) -> tuple[int, int, str]:
         return int(parts[0]), int(parts[1]), parts[2]
     except (IndexError, ValueError):
         raise argparse.ArgumentTypeError(f"want STATUS:CODE:TEXT, got {text!r}")
-
-
-def step(msg: str) -> None:
-    print(f"[py-mtls] {msg}", flush=True)
 
 
 def ssl_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
@@ -128,16 +127,13 @@ def verify_peer(ssl_object: ssl.SSLObject | ssl.SSLSocket, server_id: str) -> by
 async def call_tool(session: ClientSession, tool: str, arguments: dict, deny: bool,
                     expect_text: str | None) -> None:
     label = f"tools/call {tool} {json.dumps(arguments, separators=(',', ':'))}"
+    if deny:
+        return await expect_denied(session, tool, arguments, label)
     try:
         res = await session.call_tool(tool, arguments)
     except MCPError as e:
-        check(deny, f"{label}: error {e.code} {e.message!r}, want a result")
-        check(e.code == -32001, f"{label}: error code {e.code}, want -32001 ({e.message})")
-        check("denied" in e.message, f"{label}: message lacks 'denied': {e.message!r}")
-        step(f"{label}: denied as expected ({e.code} {e.message!r})")
-        return
+        raise StepFailed(f"{label}: error {e.code} {e.message!r}, want a result") from e
     texts = [c.text for c in res.content if getattr(c, "type", None) == "text"]
-    check(not deny, f"{label}: not denied, got a result: {texts or str(res)[:200]}")
     check(not res.is_error, f"{label}: isError: {texts}")
     if expect_text is not None:
         check(any(expect_text in t for t in texts), f"{label}: no {expect_text!r} in {texts}")
@@ -200,14 +196,7 @@ async def run(url: str, ctx: ssl.SSLContext, server_id: str, headers: dict[str, 
                     await call_echo(session, "tools/call echo after the hold")
 
                 if deny_tool:
-                    try:
-                        res = await session.call_tool(deny_tool, {})
-                    except MCPError as e:
-                        check(e.code == -32001, f"deny {deny_tool}: error code {e.code}, want -32001 ({e.message})")
-                        check("denied" in e.message, f"deny {deny_tool}: message lacks 'denied': {e.message!r}")
-                        step(f"deny {deny_tool}: ok ({e.code} {e.message!r})")
-                    else:
-                        raise StepFailed(f"deny {deny_tool}: not denied, got a result: {str(res)[:200]}")
+                    await expect_denied(session, deny_tool)
                     await call_echo(session, "tools/call echo after deny")
 
                 if args.call:
