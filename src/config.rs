@@ -33,9 +33,31 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub limits: LimitsConfig,
     pub sessions: SessionsConfig,
+    pub mcp: McpConfig,
     pub identity: IdentityConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+}
+
+/// MCP 2026-07-28 rules that need a choice.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// `Mcp-Param-*` headers on a call to a tool whose schema this sidecar has not seen
+    /// in a `tools/list` answer: `refuse` (400, -32020; the client re-lists and retries)
+    /// or `strip` (the server never sees an unchecked mirror).
+    pub unverified_param_headers: String,
+    /// The longest `ttlMs` a client is told for a filtered, per-caller answer.
+    pub max_cache_ttl_ms: u64,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            unverified_param_headers: "refuse".into(),
+            max_cache_ttl_ms: crate::policy::AnswerOptions::default().max_cache_ttl_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +140,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             limits: LimitsConfig::default(),
             sessions: SessionsConfig::default(),
+            mcp: McpConfig::default(),
             identity: IdentityConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
@@ -347,6 +370,13 @@ impl Config {
         if self.limits.max_connections == 0 {
             return Err(invalid("limits.max_connections", "must be greater than 0".into()));
         }
+        let unverified_param_headers = match self.mcp.unverified_param_headers.as_str() {
+            "refuse" => crate::mcp::Unverified::Refuse,
+            "strip" => crate::mcp::Unverified::Strip,
+            other => {
+                return Err(invalid("mcp.unverified_param_headers", format!("{other:?} must be refuse or strip")));
+            }
+        };
         if self.auth.enabled() && identity.jwt_svid.as_ref().is_some_and(|j| j.header == http::header::AUTHORIZATION) {
             return Err(invalid(
                 "identity.jwt_svid.header",
@@ -427,6 +457,8 @@ impl Config {
                 upstream_identity_header,
                 sessions,
                 auth,
+                unverified_param_headers,
+                answers: crate::policy::AnswerOptions { max_cache_ttl_ms: self.mcp.max_cache_ttl_ms },
             },
             identity,
             log: self.log.clone(),

@@ -90,6 +90,8 @@ pub enum MessageKind {
     Stream,
     /// A DELETE that ends the session.
     SessionEnd,
+    /// An entry of a modern `input_required` answer, decided before the client sees it.
+    InputRequest,
 }
 
 impl MessageKind {
@@ -100,8 +102,54 @@ impl MessageKind {
             MessageKind::Response => "response",
             MessageKind::Stream => "stream",
             MessageKind::SessionEnd => "session_end",
+            MessageKind::InputRequest => "input_request",
         }
     }
+}
+
+/// The protocol family a message belongs to, decided per request (never per connection):
+/// the session-based revisions (2024-11-05 … 2025-11-25) or the stateless 2026-07-28 one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Era {
+    /// `initialize`, `Mcp-Session-Id`, server→client requests on SSE.
+    #[default]
+    Legacy,
+    /// Per-request `_meta`, mirrored `Mcp-*` headers, no sessions, MRTR.
+    Modern,
+}
+
+impl Era {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Era::Legacy => "legacy",
+            Era::Modern => "modern",
+        }
+    }
+}
+
+/// What a message carries beyond method and target that policy may read (contract v2).
+/// Empty for most messages, so it is kept apart from the fields every message has.
+#[derive(Debug, Clone, Default)]
+pub struct MessageContext {
+    /// Modern: `_meta["io.modelcontextprotocol/clientCapabilities"]`; legacy `initialize`:
+    /// `params.capabilities`.
+    pub client_capabilities: Option<Arc<serde_json::Value>>,
+    /// `params.inputResponses` of an MRTR retry.
+    pub input_responses: Option<serde_json::Value>,
+    /// `params.requestState` of an MRTR retry (opaque, attacker-controlled).
+    pub request_state: Option<Arc<str>>,
+    /// `params.notifications` of `subscriptions/listen`.
+    pub notifications: Option<serde_json::Value>,
+    /// For kind `input_request`: the server's key, method and params.
+    pub input_request: Option<Arc<InputRequest>>,
+}
+
+/// One entry of an `input_required` result's `inputRequests`, decided on the way back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputRequest {
+    pub key: String,
+    pub method: String,
+    pub params: serde_json::Value,
 }
 
 /// One inspected JSON-RPC message (or a GET/DELETE), as the policy sees it.
@@ -116,6 +164,34 @@ pub struct McpMessage {
     pub arguments: Option<serde_json::Value>,
     /// For responses: whether the client answered with an `error`.
     pub is_error: bool,
+    pub context: MessageContext,
+}
+
+impl McpMessage {
+    /// A message with nothing but its kind (GET, DELETE).
+    pub fn bare(kind: MessageKind) -> Self {
+        McpMessage {
+            kind,
+            method: None,
+            id: None,
+            target: None,
+            arguments: None,
+            is_error: false,
+            context: MessageContext::default(),
+        }
+    }
+
+    /// `params.notifications.resourceSubscriptions` of `subscriptions/listen`.
+    pub fn resource_subscriptions(&self) -> impl Iterator<Item = &str> {
+        self.context
+            .notifications
+            .as_ref()
+            .and_then(|n| n.get("resourceSubscriptions"))
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+    }
 }
 
 /// The typed result of inspection, travelling as a request extension.
@@ -124,8 +200,10 @@ pub struct McpRequest {
     pub messages: Vec<McpMessage>,
     /// True when the body was a JSON-RPC batch (2025-03-26 only).
     pub batch: bool,
+    /// Legacy only: a modern request's `Mcp-Session-Id` is removed, never bound.
     pub session_id: Option<Arc<str>>,
     pub protocol_version: Option<Arc<str>>,
+    pub era: Era,
     /// The original bytes, forwarded unchanged once authorised.
     pub body: Bytes,
 }

@@ -9,9 +9,12 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 use serde_json::json;
 
 use crate::body::{Body, json_response};
-use crate::context::{DecisionId, JsonRpcId};
+use crate::context::{DecisionId, Era, JsonRpcId};
 
 /// JSON-RPC error codes used in answers the proxy writes itself.
+///
+/// The proxy's own codes (`-32001`…`-32005`) sit in the range 2026-07-28 calls legacy;
+/// on a modern request each is sent as [`modern`] maps it, outside −32768…−32000.
 pub mod code {
     /// Invalid JSON (syntax, UTF-8, duplicate keys, nesting).
     pub const PARSE_ERROR: i64 = -32700;
@@ -27,6 +30,24 @@ pub mod code {
     pub const REQUEST_REFUSED: i64 = -32004;
     /// Missing or invalid credentials (the `WWW-Authenticate` header says which).
     pub const UNAUTHENTICATED: i64 = -32005;
+    /// 2026-07-28 `Invalid params`: a required `_meta` key is missing.
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// 2026-07-28 `HeaderMismatch`: a standard or mirrored header is missing, malformed or
+    /// disagrees with the body.
+    pub const HEADER_MISMATCH: i64 = -32020;
+    /// 2026-07-28 `MissingRequiredClientCapability`.
+    pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
+    /// 2026-07-28 `UnsupportedProtocolVersion` (`data: {supported, requested}`).
+    pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+
+    /// The code a modern (2026-07-28) client is sent: the proxy's legacy-range codes move
+    /// to −31001…−31005 (same last digits), standard and spec codes stay.
+    pub const fn modern(code: i64) -> i64 {
+        match code {
+            UNAUTHENTICATED..=POLICY_DENIED => code + 1000,
+            other => other,
+        }
+    }
 }
 
 /// The stage that refused a request: a metric label and a log field.
@@ -74,6 +95,10 @@ pub struct Rejection {
     pub batch: Option<Vec<serde_json::Value>>,
     /// The MCP method label for metrics, set by inspection once known.
     pub method: &'static str,
+    /// The request's era, which picks the error codes (set by inspection).
+    pub era: Era,
+    /// `error.data` members the error defines itself (e.g. `supported` versions).
+    pub data: Option<serde_json::Value>,
 }
 
 impl Rejection {
@@ -90,6 +115,8 @@ impl Rejection {
             headers: Vec::new(),
             batch: None,
             method: "none",
+            era: Era::Legacy,
+            data: None,
         }
     }
 
@@ -105,14 +132,21 @@ impl Rejection {
 
     /// The JSON-RPC error object for one message.
     pub fn error_body(&self, id: Option<&JsonRpcId>, message: &str, expose_reasons: bool) -> serde_json::Value {
-        let mut data = serde_json::Map::new();
+        let mut data = match &self.data {
+            Some(serde_json::Value::Object(own)) => own.clone(),
+            _ => serde_json::Map::new(),
+        };
         if let Some(decision_id) = &self.decision_id {
             data.insert("decision_id".into(), json!(decision_id.as_str()));
         }
         if expose_reasons && !self.reasons.is_empty() {
             data.insert("reasons".into(), json!(self.reasons));
         }
-        let mut error = json!({ "code": self.code, "message": message });
+        let code = match self.era {
+            Era::Modern => code::modern(self.code),
+            Era::Legacy => self.code,
+        };
+        let mut error = json!({ "code": code, "message": message });
         if !data.is_empty() {
             error["data"] = serde_json::Value::Object(data);
         }

@@ -32,6 +32,12 @@ const KNOWN_METHODS: &[&str] = &[
     "tasks/result",
     "tasks/list",
     "tasks/cancel",
+    "tasks/update",
+    "server/discover",
+    "subscriptions/listen",
+    "elicitation/create",
+    "sampling/createMessage",
+    "roots/list",
 ];
 
 pub struct Metrics {

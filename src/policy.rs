@@ -17,7 +17,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 
 pub use engine::{PolicyError, PolicySet};
-pub use filter::ListFilterStage;
+pub use filter::{AnswerFilterStage, AnswerOptions};
 pub use layer::{PolicyOptions, PolicyStage};
 
 /// The current policy set, shared by every request and the reloader.

@@ -11,6 +11,7 @@ use support::*;
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 const POLICY_DENIED: i64 = -32001;
+const HEADER_MISMATCH: i64 = -32020;
 
 const MAX_BODY: usize = 1024;
 const MAX_DEPTH: usize = 8;
@@ -404,7 +405,7 @@ async fn empty_batch_is_invalid_request() {
 async fn mcp_method_header_not_matching_body_is_400() {
     let s = setup().await;
     let req = post_request(&s.proxy.url(), full_body(tools_call(21, "echo")), &[("mcp-method", "tools/list")]);
-    s.expect_refused(req, refusal(StatusCode::BAD_REQUEST, INVALID_REQUEST, "header_mismatch", json!(21))).await;
+    s.expect_refused(req, refusal(StatusCode::BAD_REQUEST, HEADER_MISMATCH, "header_mismatch", json!(21))).await;
 }
 
 #[tokio::test]
@@ -415,7 +416,7 @@ async fn mcp_name_header_not_matching_body_is_400() {
         full_body(tools_call(22, "forbidden")),
         &[("mcp-method", "tools/call"), ("mcp-name", "echo")],
     );
-    s.expect_refused(req, refusal(StatusCode::BAD_REQUEST, INVALID_REQUEST, "header_mismatch", json!(22))).await;
+    s.expect_refused(req, refusal(StatusCode::BAD_REQUEST, HEADER_MISMATCH, "header_mismatch", json!(22))).await;
 }
 
 #[tokio::test]

@@ -296,7 +296,7 @@ async fn policy_input_has_the_documented_shape() {
         )
         .await;
     let input = input_of(&reply);
-    assert_eq!(input["version"], 1, "{input}");
+    assert_eq!(input["version"], 2, "{input}");
     assert_eq!(input["kind"], "request", "{input}");
     assert_eq!(input["phase"], "call", "{input}");
     assert_eq!(input["identity"], Value::Null, "{input}");
@@ -308,6 +308,10 @@ async fn policy_input_has_the_documented_shape() {
     assert_eq!(mcp["arguments"], json!({"path": "/tmp/x", "n": [1, 2]}));
     assert_eq!(mcp["session_id"], "sess-input", "{input}");
     assert_eq!(mcp["protocol_version"], "2025-11-25", "{input}");
+    assert_eq!(mcp["era"], "legacy", "{input}");
+    for unset in ["client_capabilities", "input_responses", "request_state", "notifications", "input_request"] {
+        assert_eq!(mcp[unset], Value::Null, "{unset} in {input}");
+    }
     assert_eq!(input["http"]["method"], "POST", "{input}");
     assert_eq!(input["http"]["path"], "/mcp", "{input}");
 

@@ -7,9 +7,11 @@ use http::{HeaderMap, Method, Request, header};
 use http_body_util::{BodyExt, Limited};
 use tower::Service;
 
+use super::era;
 use super::jsonrpc::{InspectError, PostHeaders, parse_body};
+use super::mirror::{ParamMirrors, Unverified};
 use crate::body::{Body, full};
-use crate::context::{McpMessage, McpRequest, MessageKind, MethodLabel};
+use crate::context::{Era, McpMessage, McpRequest, MessageKind, MethodLabel};
 use crate::error::Rejection;
 use crate::metrics::Metrics;
 use crate::stage::{Next, PipelineStage, StageFuture};
@@ -27,24 +29,43 @@ impl Default for InspectLimits {
     }
 }
 
+/// How 2026-07-28's mirrored headers are checked.
+#[derive(Clone, Default)]
+pub struct MirrorCheck {
+    /// Learned from forwarded `tools/list` answers (shared with the list filter).
+    pub mirrors: Arc<ParamMirrors>,
+    pub unverified: Unverified,
+}
+
 /// The inspection stage.
 #[derive(Clone)]
 pub struct InspectStage {
     limits: InspectLimits,
+    mirror: MirrorCheck,
 }
 
 impl InspectStage {
-    pub fn new(limits: InspectLimits) -> Self {
-        InspectStage { limits }
+    pub fn new(limits: InspectLimits, mirror: MirrorCheck) -> Self {
+        InspectStage { limits, mirror }
     }
 }
 
 impl PipelineStage for InspectStage {
     fn call(&self, req: Request<Body>, mut next: Next) -> StageFuture {
         let limits = self.limits;
+        let mirror = self.mirror.clone();
         Box::pin(async move {
-            let req = inspect(req, limits).await.map_err(Rejection::from)?;
-            let label = req.extensions().get::<McpRequest>().map_or("none", method_label);
+            let modern_header = era::header_is_modern(req.headers());
+            let req = match inspect(req, limits, &mirror).await {
+                Ok(req) => req,
+                Err(e) => {
+                    let mut rejection = Rejection::from(e);
+                    rejection.era = if modern_header { Era::Modern } else { Era::Legacy };
+                    return Err(rejection);
+                }
+            };
+            let (label, era) =
+                req.extensions().get::<McpRequest>().map_or(("none", Era::Legacy), |m| (method_label(m), m.era));
             match next.call(req).await {
                 Ok(mut resp) => {
                     resp.extensions_mut().insert(MethodLabel(label));
@@ -52,6 +73,7 @@ impl PipelineStage for InspectStage {
                 }
                 Err(mut rejection) => {
                     rejection.method = label;
+                    rejection.era = era;
                     Err(rejection)
                 }
             }
@@ -60,10 +82,14 @@ impl PipelineStage for InspectStage {
 }
 
 /// Reads and classifies one request; the returned request carries an [`McpRequest`].
-pub async fn inspect(req: Request<Body>, limits: InspectLimits) -> Result<Request<Body>, InspectError> {
+pub async fn inspect(
+    req: Request<Body>,
+    limits: InspectLimits,
+    mirror: &MirrorCheck,
+) -> Result<Request<Body>, InspectError> {
     let (mut parts, body) = req.into_parts();
     let session_id = mcp_header(&parts.headers, "mcp-session-id")?.map(Arc::from);
-    let protocol_version = mcp_header(&parts.headers, "mcp-protocol-version")?.map(Arc::from);
+    let protocol_version = mcp_header(&parts.headers, "mcp-protocol-version")?.map(Arc::<str>::from);
     let mcp = match parts.method {
         Method::POST => {
             if !is_json(&parts.headers) {
@@ -76,18 +102,51 @@ pub async fn inspect(req: Request<Body>, limits: InspectLimits) -> Result<Reques
                 mcp_method: mcp_header(&parts.headers, "mcp-method")?.map(str::to_owned),
                 mcp_name: mcp_header(&parts.headers, "mcp-name")?.map(str::to_owned),
             };
-            parse_body(bytes, headers, limits.max_depth)?
+            let mcp = parse_body(bytes, headers, limits.max_depth)?;
+            check_mirrors(&mcp, &mut parts.headers, mirror)?;
+            if mcp.era == Era::Modern {
+                // No sessions in 2026-07-28: an id here was never bound to this caller, so
+                // it must not reach a dual-era server that might still honour it.
+                parts.headers.remove("mcp-session-id");
+            }
+            mcp
         }
         Method::GET | Method::DELETE => {
             let kind = if parts.method == Method::GET { MessageKind::Stream } else { MessageKind::SessionEnd };
-            let message = McpMessage { kind, method: None, id: None, target: None, arguments: None, is_error: false };
-            McpRequest { messages: vec![message], batch: false, session_id, protocol_version, body: Default::default() }
+            // 2026-07-28 has no GET stream and no session to end (a modern server answers 405).
+            if protocol_version.as_deref().and_then(era::era_of) == Some(Era::Modern) {
+                return Err(InspectError::MethodNotAllowed { allow: "POST" });
+            }
+            McpRequest {
+                messages: vec![McpMessage::bare(kind)],
+                batch: false,
+                session_id,
+                protocol_version,
+                era: Era::Legacy,
+                body: Default::default(),
+            }
         }
-        _ => return Err(InspectError::MethodNotAllowed),
+        _ => return Err(InspectError::MethodNotAllowed { allow: "GET, POST, DELETE" }),
     };
     let body = if parts.method == Method::POST { full(mcp.body.clone()) } else { crate::body::empty() };
     parts.extensions.insert(mcp);
     Ok(Request::from_parts(parts, body))
+}
+
+/// `Mcp-Param-*` headers of a `tools/call` say what its body says (both eras: a
+/// dual-era server may read them either way).
+fn check_mirrors(mcp: &McpRequest, headers: &mut HeaderMap, mirror: &MirrorCheck) -> Result<(), InspectError> {
+    let [message] = mcp.messages.as_slice() else { return Ok(()) };
+    if message.method.as_deref() != Some("tools/call") {
+        return Ok(());
+    }
+    let tool = message.target.as_deref().unwrap_or_default();
+    let strip =
+        mirror.mirrors.check(tool, message.arguments.as_ref(), headers, mirror.unverified, message.id.as_ref())?;
+    for name in strip {
+        headers.remove(name);
+    }
+    Ok(())
 }
 
 /// An MCP header the proxy decides on. It is forwarded as sent, so it must read one

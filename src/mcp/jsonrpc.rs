@@ -6,7 +6,8 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Map, Value};
 
-use crate::context::{JsonRpcId, McpMessage, McpRequest, MessageKind};
+use super::era::{self, MODERN, SUPPORTED, decode_header_value};
+use crate::context::{Era, JsonRpcId, McpMessage, McpRequest, MessageContext, MessageKind};
 use crate::error::{Rejection, Stage, code};
 use crate::strict_json::{self, StrictJsonError};
 
@@ -30,8 +31,16 @@ pub enum InspectError {
     BatchNotAllowed(String),
     #[error("header {header} does not match the body")]
     HeaderMismatch { header: &'static str, id: Option<JsonRpcId> },
+    #[error("header {header} is required in protocol version {MODERN}")]
+    HeaderMissing { header: &'static str, id: Option<JsonRpcId> },
+    #[error("header {header} {problem}")]
+    ParamMismatch { header: String, problem: &'static str, id: Option<JsonRpcId> },
+    #[error("params._meta must carry {key} in protocol version {MODERN}")]
+    MissingMeta { key: &'static str, id: Option<JsonRpcId> },
+    #[error("unsupported protocol version {requested:?}")]
+    UnsupportedVersion { requested: String, id: Option<JsonRpcId> },
     #[error("HTTP method not allowed on the MCP endpoint")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: &'static str },
     #[error("header {header} is {problem}")]
     BadHeader { header: &'static str, problem: &'static str },
 }
@@ -53,7 +62,11 @@ impl InspectError {
             InspectError::Invalid { .. } => "invalid_jsonrpc",
             InspectError::BatchNotAllowed(_) => "batch",
             InspectError::HeaderMismatch { .. } => "header_mismatch",
-            InspectError::MethodNotAllowed => "http_method",
+            InspectError::HeaderMissing { .. } => "header_missing",
+            InspectError::ParamMismatch { .. } => "param_header",
+            InspectError::MissingMeta { .. } => "missing_meta",
+            InspectError::UnsupportedVersion { .. } => "unsupported_version",
+            InspectError::MethodNotAllowed { .. } => "http_method",
             InspectError::BadHeader { .. } => "bad_header",
         }
     }
@@ -65,16 +78,34 @@ impl From<InspectError> for Rejection {
             InspectError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, code::INVALID_REQUEST),
             InspectError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, code::PARSE_ERROR),
             InspectError::Json(_) | InspectError::BodyRead => (StatusCode::BAD_REQUEST, code::PARSE_ERROR),
-            InspectError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, code::REQUEST_REFUSED),
+            InspectError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, code::REQUEST_REFUSED),
+            // The header rules are 2026-07-28's, and so is their code (HeaderMismatch).
+            InspectError::HeaderMismatch { .. }
+            | InspectError::HeaderMissing { .. }
+            | InspectError::ParamMismatch { .. }
+            | InspectError::BadHeader { .. } => (StatusCode::BAD_REQUEST, code::HEADER_MISMATCH),
+            InspectError::MissingMeta { .. } => (StatusCode::BAD_REQUEST, code::INVALID_PARAMS),
+            InspectError::UnsupportedVersion { .. } => (StatusCode::BAD_REQUEST, code::UNSUPPORTED_PROTOCOL_VERSION),
             _ => (StatusCode::BAD_REQUEST, code::INVALID_REQUEST),
         };
         let id = match &e {
-            InspectError::Invalid { id, .. } | InspectError::HeaderMismatch { id, .. } => id.clone(),
+            InspectError::Invalid { id, .. }
+            | InspectError::HeaderMismatch { id, .. }
+            | InspectError::HeaderMissing { id, .. }
+            | InspectError::ParamMismatch { id, .. }
+            | InspectError::MissingMeta { id, .. }
+            | InspectError::UnsupportedVersion { id, .. } => id.clone(),
             _ => None,
         };
         let mut rejection = Rejection::new(Stage::Inspect, e.reason(), status, code, e.to_string()).with_id(id);
-        if e == InspectError::MethodNotAllowed {
-            rejection = rejection.with_header(http::header::ALLOW, http::HeaderValue::from_static("GET, POST, DELETE"));
+        match &e {
+            InspectError::MethodNotAllowed { allow } => {
+                rejection = rejection.with_header(http::header::ALLOW, http::HeaderValue::from_static(allow));
+            }
+            InspectError::UnsupportedVersion { requested, .. } => {
+                rejection.data = Some(serde_json::json!({ "supported": SUPPORTED, "requested": requested }));
+            }
+            _ => {}
         }
         rejection
     }
@@ -90,10 +121,17 @@ pub struct PostHeaders {
     pub mcp_name: Option<String>,
 }
 
-/// Parses a POSTed body into an [`McpRequest`], keeping the original bytes.
+/// Parses a POSTed body into an [`McpRequest`], keeping the original bytes, and
+/// settles its era: a modern request must carry what 2026-07-28 requires.
 pub fn parse_body(body: Bytes, headers: PostHeaders, max_depth: usize) -> Result<McpRequest, InspectError> {
     let value = strict_json::parse(&body, max_depth)?;
-    let (messages, batch) = match value {
+    let header_era = match headers.protocol_version.as_deref() {
+        None => None,
+        Some(v) => {
+            Some(era::era_of(v).ok_or_else(|| InspectError::UnsupportedVersion { requested: v.into(), id: None })?)
+        }
+    };
+    let (parsed, batch) = match value {
         Value::Array(elements) => {
             // Batches were removed in 2025-06-18; a session that never said its version
             // is on 2025-03-26 (MCP: "assume 2025-03-26").
@@ -103,25 +141,75 @@ pub fn parse_body(body: Bytes, headers: PostHeaders, max_depth: usize) -> Result
             if elements.is_empty() {
                 return Err(InspectError::invalid("empty batch", None));
             }
-            let messages = elements.into_iter().map(parse_message).collect::<Result<Vec<_>, _>>()?;
-            if messages.iter().any(|m| m.method.as_deref() == Some("initialize")) {
+            let parsed = elements.into_iter().map(parse_message).collect::<Result<Vec<_>, _>>()?;
+            if parsed.iter().any(|p| p.message.method.as_deref() == Some("initialize")) {
                 return Err(InspectError::invalid("initialize must not be part of a batch", None));
             }
-            (messages, true)
+            if parsed.iter().any(|p| p.meta_version.is_some()) {
+                return Err(InspectError::BatchNotAllowed(MODERN.to_owned()));
+            }
+            (parsed, true)
         }
         single => (vec![parse_message(single)?], false),
     };
+    let first = &parsed[0];
+    // A `_meta` protocol version in the body makes a request modern whatever the header
+    // says: the two must then agree, and a server trusting either must see one value.
+    let era = if first.meta_version.is_some() { Era::Modern } else { header_era.unwrap_or(Era::Legacy) };
+    let protocol_version = match era {
+        Era::Modern => Some(check_modern(first, &headers)?),
+        // The version an initialize proposes is the one the session will speak.
+        Era::Legacy => headers.protocol_version.clone().or_else(|| {
+            (first.message.method.as_deref() == Some("initialize"))
+                .then(|| first.message.arguments.as_ref()?.get("protocolVersion")?.as_str().map(Arc::from))
+                .flatten()
+        }),
+    };
     if !batch {
-        check_method_headers(&messages[0], &headers)?;
+        check_method_headers(&first.message, &headers)?;
     }
-    // The version an initialize proposes is the one the session will speak.
-    let protocol_version = headers.protocol_version.or_else(|| {
-        let first = &messages[0];
-        (first.method.as_deref() == Some("initialize"))
-            .then(|| first.arguments.as_ref()?.get("protocolVersion")?.as_str().map(Arc::from))
-            .flatten()
-    });
-    Ok(McpRequest { messages, batch, session_id: headers.session_id, protocol_version, body })
+    let session_id = if era == Era::Modern { None } else { headers.session_id };
+    let messages = parsed.into_iter().map(|p| p.message).collect();
+    Ok(McpRequest { messages, batch, session_id, protocol_version, era, body })
+}
+
+/// The rules 2026-07-28 gives a request (streamable-http "Server Validation"), in the
+/// order a server checks them; returns the version spoken.
+fn check_modern(parsed: &Parsed, headers: &PostHeaders) -> Result<Arc<str>, InspectError> {
+    let message = &parsed.message;
+    let id = || message.id.clone();
+    // 1. A client message in 2026-07-28 is a request or a notification: answers to
+    //    server requests travel inside the retried request (MRTR), never on their own.
+    if message.kind == MessageKind::Response {
+        return Err(InspectError::invalid("clients do not send JSON-RPC responses in 2026-07-28", None));
+    }
+    // 2. The body names its version, the header names the same one.
+    let Some(Value::String(meta_version)) = &parsed.meta_version else {
+        return Err(InspectError::MissingMeta { key: "io.modelcontextprotocol/protocolVersion", id: id() });
+    };
+    let Some(header_version) = headers.protocol_version.as_deref() else {
+        return Err(InspectError::HeaderMissing { header: "MCP-Protocol-Version", id: id() });
+    };
+    if era::era_of(meta_version) != Some(Era::Modern) {
+        return Err(InspectError::UnsupportedVersion { requested: meta_version.clone(), id: id() });
+    }
+    if header_version != meta_version {
+        return Err(InspectError::HeaderMismatch { header: "MCP-Protocol-Version", id: id() });
+    }
+    // 3. The capabilities every later answer (MRTR) is checked against.
+    if !message.context.client_capabilities.as_deref().is_some_and(Value::is_object) {
+        return Err(InspectError::MissingMeta { key: "io.modelcontextprotocol/clientCapabilities", id: id() });
+    }
+    // 4. The routing headers intermediaries rely on are present (their values are
+    //    compared with the body for both eras in `check_method_headers`).
+    if headers.mcp_method.is_none() {
+        return Err(InspectError::HeaderMissing { header: "Mcp-Method", id: id() });
+    }
+    let named = matches!(message.method.as_deref(), Some("tools/call" | "resources/read" | "prompts/get"));
+    if named && headers.mcp_name.is_none() {
+        return Err(InspectError::HeaderMissing { header: "Mcp-Name", id: id() });
+    }
+    Ok(Arc::from(meta_version.as_str()))
 }
 
 fn check_method_headers(message: &McpMessage, headers: &PostHeaders) -> Result<(), InspectError> {
@@ -131,18 +219,29 @@ fn check_method_headers(message: &McpMessage, headers: &PostHeaders) -> Result<(
     {
         return Err(mismatch("Mcp-Method"));
     }
-    if let Some(name) = &headers.mcp_name
-        && message.target.as_deref() != Some(name.as_str())
-    {
-        return Err(mismatch("Mcp-Name"));
+    if let Some(name) = &headers.mcp_name {
+        // Names outside the header-safe set come base64-encoded (`=?base64?…?=`).
+        let Some(name) = decode_header_value(name) else {
+            return Err(InspectError::BadHeader { header: "mcp-name", problem: "not valid =?base64?…?= encoding" });
+        };
+        if message.target.as_deref() != Some(&*name) {
+            return Err(mismatch("Mcp-Name"));
+        }
     }
     Ok(())
+}
+
+/// A message and what its `_meta` said about the protocol version.
+struct Parsed {
+    message: McpMessage,
+    /// `params._meta["io.modelcontextprotocol/protocolVersion"]`, as sent.
+    meta_version: Option<Value>,
 }
 
 const MEMBERS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
 
 /// One JSON-RPC message, checked member by member.
-fn parse_message(value: Value) -> Result<McpMessage, InspectError> {
+fn parse_message(value: Value) -> Result<Parsed, InspectError> {
     let Value::Object(mut obj) = value else {
         return Err(InspectError::invalid("message must be a JSON object", None));
     };
@@ -179,9 +278,12 @@ fn parse_message(value: Value) -> Result<McpMessage, InspectError> {
                 Some(Value::Object(params)) => params,
                 Some(_) => return Err(invalid("params must be an object")),
             };
+            let (context, meta_version) = context_of(&method, &params).map_err(invalid)?;
             let (target, arguments) = target_of(&method, params).map_err(invalid)?;
             let kind = if id.is_some() { MessageKind::Request } else { MessageKind::Notification };
-            Ok(McpMessage { kind, method: Some(method.into()), id, target, arguments, is_error: false })
+            let message =
+                McpMessage { kind, method: Some(method.into()), id, target, arguments, is_error: false, context };
+            Ok(Parsed { message, meta_version })
         }
         Some(_) => Err(invalid("method must be a string")),
         None => {
@@ -206,9 +308,50 @@ fn parse_message(value: Value) -> Result<McpMessage, InspectError> {
             if obj.contains_key("params") {
                 return Err(invalid("a response must not carry params"));
             }
-            Ok(McpMessage { kind: MessageKind::Response, method: None, id, target: None, arguments: None, is_error })
+            let message = McpMessage { is_error, id, ..McpMessage::bare(MessageKind::Response) };
+            Ok(Parsed { message, meta_version: None })
         }
     }
+}
+
+/// What `params` says beyond the target (contract v2), and the `_meta` version.
+fn context_of(method: &str, params: &Map<String, Value>) -> Result<(MessageContext, Option<Value>), &'static str> {
+    let mut context = MessageContext::default();
+    let meta = match params.get("_meta") {
+        None => None,
+        Some(Value::Object(meta)) => Some(meta),
+        Some(_) => return Err("params._meta must be an object"),
+    };
+    let meta_version = meta.and_then(|m| m.get("io.modelcontextprotocol/protocolVersion")).cloned();
+    context.client_capabilities = match method {
+        "initialize" => params.get("capabilities").cloned(),
+        _ => meta.and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities")).cloned(),
+    }
+    .map(Arc::new);
+    context.input_responses = match params.get("inputResponses") {
+        None => None,
+        Some(v @ Value::Object(_)) => Some(v.clone()),
+        Some(_) => return Err("inputResponses must be an object"),
+    };
+    context.request_state = match params.get("requestState") {
+        None => None,
+        Some(Value::String(s)) => Some(Arc::from(s.as_str())),
+        Some(_) => return Err("requestState must be a string"),
+    };
+    if method == "subscriptions/listen" {
+        context.notifications = match params.get("notifications") {
+            Some(v @ Value::Object(n)) => {
+                let uris = n.get("resourceSubscriptions");
+                let well_formed = uris.is_none_or(|u| u.as_array().is_some_and(|a| a.iter().all(Value::is_string)));
+                if !well_formed {
+                    return Err("resourceSubscriptions must be an array of strings");
+                }
+                Some(v.clone())
+            }
+            _ => return Err("subscriptions/listen needs a notifications object"),
+        };
+    }
+    Ok((context, meta_version))
 }
 
 type Target = (Option<Arc<str>>, Option<Value>);

@@ -94,6 +94,16 @@ pub fn filter_payload(
     targets: &[ListTarget],
     mut keep: impl FnMut(&ListTarget, &str) -> bool,
 ) -> Result<Option<String>, ListError> {
+    filter_items(text, targets, |target, name, _| keep(target, name))
+}
+
+/// [`filter_payload`], with each item also handed to `keep` whole (parsed), for what
+/// the caller learns from it (a tool's mirrored headers).
+pub fn filter_items(
+    text: &str,
+    targets: &[ListTarget],
+    mut keep: impl FnMut(&ListTarget, &str, &serde_json::Value) -> bool,
+) -> Result<Option<String>, ListError> {
     // An SSE priming event's empty data is nobody's answer.
     if text.trim().is_empty() {
         return Ok(None);
@@ -135,7 +145,7 @@ fn offset_in(whole: &str, part: &str) -> usize {
 fn filter_one(
     message: &str,
     targets: &[ListTarget],
-    keep: &mut impl FnMut(&ListTarget, &str) -> bool,
+    keep: &mut impl FnMut(&ListTarget, &str, &serde_json::Value) -> bool,
 ) -> Result<Option<String>, ListError> {
     let Ok(envelope) = serde_json::from_str::<Envelope<'_>>(message) else { return Ok(None) };
     let (Some(raw_id), Some(result)) = (envelope.id, envelope.result) else { return Ok(None) };
@@ -157,7 +167,7 @@ fn filter_one(
     let kept: Vec<&str> = items
         .iter()
         .map(|item| item.get())
-        .filter(|item| item_name(item, target.kind).is_some_and(|name| keep(target, &name)))
+        .filter(|item| item_name(item, target.kind).is_some_and(|(name, value)| keep(target, &name, &value)))
         .collect();
     if kept.len() == items.len() {
         return Ok(Some(message.to_owned()));
@@ -199,9 +209,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for ResultMembers<'a> {
 
 /// The item's name (tool/prompt name, resource URI or URI template). An item without
 /// one cannot be decided, so it is dropped.
-fn item_name(item: &str, kind: ListKind) -> Option<String> {
+fn item_name(item: &str, kind: ListKind) -> Option<(String, serde_json::Value)> {
     let value: serde_json::Value = serde_json::from_str(item).ok()?;
-    value.get(kind.name_key())?.as_str().map(str::to_owned)
+    let name = value.get(kind.name_key())?.as_str()?.to_owned();
+    Some((name, value))
 }
 
 fn same_id(raw: &str, id: &JsonRpcId) -> bool {

@@ -16,7 +16,7 @@ use http::{Method, Request, StatusCode};
 use tower::Service;
 
 use crate::body::Body;
-use crate::context::{McpRequest, PeerIdentity, VerifiedToken};
+use crate::context::{Era, McpRequest, PeerIdentity, VerifiedToken};
 use crate::error::{Rejection, Stage, code};
 use crate::metrics::Metrics;
 use crate::stage::{Next, PipelineStage, StageFuture};
@@ -139,6 +139,12 @@ impl Sessions {
 impl PipelineStage for SessionStage {
     fn call(&self, req: Request<Body>, mut next: Next) -> StageFuture {
         let SessionStage::On(sessions) = self else { return next.call(req) };
+        // 2026-07-28 has no sessions: each modern request stands on its own credentials
+        // (inspection removed any `Mcp-Session-Id` it carried), and nothing it is
+        // answered with is bound.
+        if req.extensions().get::<McpRequest>().is_some_and(|m| m.era == Era::Modern) {
+            return next.call(req);
+        }
         let sessions = sessions.clone();
         let owner = Owner::of(req.extensions());
         let presented = req.extensions().get::<McpRequest>().and_then(|m| m.session_id.clone());

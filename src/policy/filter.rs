@@ -1,6 +1,9 @@
-//! List filtering: a caller sees only what it may use. The items of `tools/list`,
-//! `prompts/list`, `resources/list` and `resources/templates/list` results are decided one
-//! by one (`phase: "list"`), in JSON responses and inside SSE streams.
+//! What comes back is checked too. The items of `tools/list`, `prompts/list`,
+//! `resources/list` and `resources/templates/list` results are decided one by one
+//! (`phase: "list"`), in JSON responses and inside SSE streams. Answers to 2026-07-28
+//! requests are also made safe for shared caches (`cacheScope: "private"`, `ttlMs`
+//! capped), their `input_required` requests decided (kind `input_request`), and
+//! `subscriptions/listen` notifications about resources the caller may not read dropped.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -17,32 +20,56 @@ use tower::Service;
 use super::PolicyStore;
 use super::input::{self, Caller, HttpFacts, Phase};
 use crate::body::{Body, BodyError, boxed, full};
-use crate::context::{DecisionId, JsonRpcId, McpRequest, MessageKind, PeerIdentity, VerifiedToken};
+use crate::context::{DecisionId, Era, JsonRpcId, McpMessage, McpRequest, MessageKind, PeerIdentity, VerifiedToken};
 use crate::error::{Rejection, Stage, code};
-use crate::mcp::list::{ListError, ListKind, ListTarget, filter_payload};
+use crate::mcp::answer::{self, InputRequiredError};
+use crate::mcp::list::{ListError, ListKind, ListTarget, filter_items};
+use crate::mcp::mirror::ParamMirrors;
 use crate::mcp::sse::{BOM, EventSplitter, event_data, replace_data};
 use crate::metrics::Metrics;
 use crate::stage::{Next, PipelineStage, StageFuture};
+use crate::strict_json;
 
-/// A list answer larger than this is refused rather than held in memory.
+/// An answer larger than this is refused rather than held in memory.
 const MAX_LIST_BYTES: usize = 16 * 1024 * 1024;
 
-/// The list filtering stage.
-#[derive(Clone)]
-pub struct ListFilterStage {
-    store: Arc<PolicyStore>,
-    metrics: Arc<Metrics>,
+/// How answers to modern requests are rewritten.
+#[derive(Debug, Clone, Copy)]
+pub struct AnswerOptions {
+    /// The longest `ttlMs` a client is told, so that a policy change reaches it.
+    pub max_cache_ttl_ms: u64,
 }
 
-impl ListFilterStage {
-    pub fn new(store: Arc<PolicyStore>, metrics: Arc<Metrics>) -> Self {
-        ListFilterStage { store, metrics }
+impl Default for AnswerOptions {
+    fn default() -> Self {
+        AnswerOptions { max_cache_ttl_ms: 60_000 }
     }
 }
 
-impl PipelineStage for ListFilterStage {
+/// The answer filtering stage.
+#[derive(Clone)]
+pub struct AnswerFilterStage {
+    store: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+    /// Filled from the `tools/list` answers this stage forwards; read by inspection.
+    mirrors: Arc<ParamMirrors>,
+    options: AnswerOptions,
+}
+
+impl AnswerFilterStage {
+    pub fn new(
+        store: Arc<PolicyStore>,
+        metrics: Arc<Metrics>,
+        mirrors: Arc<ParamMirrors>,
+        options: AnswerOptions,
+    ) -> Self {
+        AnswerFilterStage { store, metrics, mirrors, options }
+    }
+}
+
+impl PipelineStage for AnswerFilterStage {
     fn call(&self, req: Request<Body>, mut next: Next) -> StageFuture {
-        let decider = ListDecider::for_request(&req, self);
+        let decider = AnswerDecider::for_request(&req, self);
         Box::pin(async move {
             let resp = next.call(req).await?;
             match decider {
@@ -53,11 +80,22 @@ impl PipelineStage for ListFilterStage {
     }
 }
 
-/// Decides the items of list answers, against the policy set current when each answer
-/// arrives (one set per answer).
-struct ListDecider {
+/// What becomes of one message of an answer.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Unchanged,
+    Replaced(String),
+    /// Not for this caller at all (an SSE event removed whole).
+    Dropped,
+}
+
+/// Decides answers, against the policy set current when each answer arrives (one set
+/// per answer).
+struct AnswerDecider {
     /// The list requests of the message: one, or several in a 2025-03-26 batch.
     targets: Vec<ListTarget>,
+    /// The request, when it is a 2026-07-28 one whose answers are checked.
+    modern: Option<McpMessage>,
     batch: bool,
     request: McpRequest,
     identity: Option<PeerIdentity>,
@@ -67,10 +105,22 @@ struct ListDecider {
     decision_id: DecisionId,
     store: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
+    mirrors: Arc<ParamMirrors>,
+    options: AnswerOptions,
 }
 
-impl ListDecider {
-    fn for_request(req: &Request<Body>, layer: &ListFilterStage) -> Option<Self> {
+/// A modern request whose answer carries something to check.
+fn checked_modern(mcp: &McpRequest) -> Option<&McpMessage> {
+    let [message] = mcp.messages.as_slice() else { return None };
+    let method = message.method.as_deref()?;
+    let checked = answer::is_cacheable(method) || answer::may_require_input(method) || method == "subscriptions/listen";
+    // Every request is checked for input_required: a server may not send it elsewhere.
+    (mcp.era == Era::Modern && message.kind == MessageKind::Request && (checked || message.id.is_some()))
+        .then_some(message)
+}
+
+impl AnswerDecider {
+    fn for_request(req: &Request<Body>, layer: &AnswerFilterStage) -> Option<Self> {
         let mcp = req.extensions().get::<McpRequest>()?;
         let targets: Vec<ListTarget> = mcp
             .messages
@@ -78,11 +128,13 @@ impl ListDecider {
             .filter(|m| m.kind == MessageKind::Request)
             .filter_map(|m| Some(ListTarget { id: m.id.clone()?, kind: ListKind::of(m.method.as_deref()?)? }))
             .collect();
-        if targets.is_empty() {
+        let modern = checked_modern(mcp).cloned();
+        if targets.is_empty() && modern.is_none() {
             return None;
         }
-        Some(ListDecider {
+        Some(AnswerDecider {
             targets,
+            modern,
             batch: mcp.batch,
             request: McpRequest { body: Bytes::new(), ..mcp.clone() },
             identity: req.extensions().get::<PeerIdentity>().cloned(),
@@ -92,6 +144,8 @@ impl ListDecider {
             decision_id: req.extensions().get::<DecisionId>().cloned().unwrap_or_default(),
             store: layer.store.clone(),
             metrics: layer.metrics.clone(),
+            mirrors: layer.mirrors.clone(),
+            options: layer.options,
         })
     }
 
@@ -123,28 +177,92 @@ impl ListDecider {
         let (mut parts, body) = resp.into_parts();
         let bytes = match Limited::new(body, MAX_LIST_BYTES).collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(_) => return Err(self.refusal("list answer unreadable or too large")),
+            Err(_) => return Err(self.refusal("answer unreadable or too large")),
         };
         let Ok(text) = std::str::from_utf8(&bytes) else {
-            return Err(self.refusal("list answer is not UTF-8"));
+            return Err(self.refusal("answer is not UTF-8"));
         };
-        match self.filter_text(text) {
-            Ok(Some(filtered)) if filtered.len() != text.len() => {
+        match self.process(text) {
+            Ok(Outcome::Replaced(filtered)) => {
                 parts.headers.remove(header::CONTENT_LENGTH);
                 Ok(Response::from_parts(parts, full(filtered)))
             }
-            Ok(_) => Ok(Response::from_parts(parts, full(bytes))),
+            // A JSON answer is one message: one that is not for the caller has no place.
+            Ok(Outcome::Dropped) => Err(self.refusal("answer not for this caller")),
+            Ok(Outcome::Unchanged) => Ok(Response::from_parts(parts, full(bytes))),
             Err(e) => Err(self.refusal(&e.to_string())),
         }
     }
 
-    fn filter_text(&self, text: &str) -> Result<Option<String>, ListError> {
-        // One set for the whole list: a reload mid-list must not mix two policies.
+    /// Every check, in order, on one message (or a 2025-03-26 batch answer).
+    fn process(&self, text: &str) -> Result<Outcome, ListError> {
+        // One set for the whole answer: a reload mid-list must not mix two policies.
         let set = self.store.current();
+        let listed = if self.targets.is_empty() { None } else { self.filter_lists(set.as_deref(), text)? };
+        let Some(original) = &self.modern else {
+            return Ok(listed.map_or(Outcome::Unchanged, Outcome::Replaced));
+        };
+        let current = listed.as_deref().unwrap_or(text);
+        let method = original.method.as_deref().unwrap_or_default();
+        let cacheable = answer::is_cacheable(method);
+        let listening = method == "subscriptions/listen";
+        if !(cacheable || listening || answer::might_be_input_required(current)) {
+            return Ok(listed.map_or(Outcome::Unchanged, Outcome::Replaced));
+        }
+        if self.targets.is_empty() {
+            // What we read must be what every client reads (the list filter checked its own).
+            if current.trim().is_empty() {
+                return Ok(Outcome::Unchanged);
+            }
+            strict_json::parse(current.as_bytes(), 128)?;
+        }
+        // 1. A subscription shows only resources the caller may read.
+        if listening && let Some(uri) = answer::updated_resource(current) {
+            let message = input::derived_message(original, "resources/read", &uri);
+            if !set.as_deref().is_some_and(|set| self.decide(set, &message, Phase::Subscribe)) {
+                self.metrics.rejections.with_label_values(&[Stage::Policy.as_str(), "subscription_notification"]).inc();
+                return Ok(Outcome::Dropped);
+            }
+        }
+        // 2. Input the server asks for: on a method that may, within the client's declared
+        //    capabilities, and each request allowed by policy.
+        let capabilities = original.context.client_capabilities.as_deref();
+        match answer::input_requests(current, method, capabilities) {
+            Ok(None) => {}
+            Ok(Some(requests)) => {
+                for request in requests {
+                    let message = input::input_request_message(original, request);
+                    if !set.as_deref().is_some_and(|set| self.decide(set, &message, Phase::Call)) {
+                        return Ok(Outcome::Replaced(self.input_denied(None)));
+                    }
+                }
+                return Ok(listed.map_or(Outcome::Unchanged, Outcome::Replaced));
+            }
+            Err(e) => return Ok(Outcome::Replaced(self.input_denied(Some(e)))),
+        }
+        // 3. Filtered per caller, so never shared: private, and not cached past the cap.
+        if cacheable && let Some(private) = answer::make_private(current, self.options.max_cache_ttl_ms) {
+            return Ok(Outcome::Replaced(private));
+        }
+        Ok(listed.map_or(Outcome::Unchanged, Outcome::Replaced))
+    }
+
+    /// List filtering; learns each tool's mirrored headers on the way.
+    fn filter_lists(&self, set: Option<&super::PolicySet>, text: &str) -> Result<Option<String>, ListError> {
         let (mut kept, mut total) = (0usize, 0usize);
-        let out = filter_payload(text, &self.targets, |target, name| {
+        let out = filter_items(text, &self.targets, |target, name, item| {
+            if target.kind == ListKind::Tools {
+                self.mirrors.learn(item);
+            }
             total += 1;
-            let allow = set.as_ref().is_some_and(|set| self.allowed(set, target, name));
+            let original = self.original_of(&target.id);
+            let message = match original {
+                Some(original) => input::derived_message(original, target.kind.call_method(), name),
+                None => {
+                    input::derived_message(&McpMessage::bare(MessageKind::Request), target.kind.call_method(), name)
+                }
+            };
+            let allow = set.is_some_and(|set| self.decide(set, &message, Phase::List));
             kept += usize::from(allow);
             allow
         })?;
@@ -161,47 +279,108 @@ impl ListDecider {
         Ok(out)
     }
 
-    fn allowed(&self, set: &super::PolicySet, target: &ListTarget, name: &str) -> bool {
+    /// The list request an answer belongs to (the first one when the id matches none:
+    /// clients match ids loosely, so a foreign list result is filtered as the first's).
+    fn original_of(&self, id: &JsonRpcId) -> Option<&McpMessage> {
+        let requests = || self.request.messages.iter().filter(|m| m.kind == MessageKind::Request);
+        requests().find(|m| m.id.as_ref() == Some(id)).or_else(|| requests().next())
+    }
+
+    /// One decision on the way back; any error denies.
+    fn decide(&self, set: &super::PolicySet, message: &McpMessage, phase: Phase) -> bool {
         let started = Instant::now();
-        let method = target.kind.call_method();
-        let item = input::list_item_message(method, &target.id, name);
         let http = HttpFacts { method: &self.http_method, path: &self.http_path };
         let caller = Caller { identity: self.identity.as_ref(), token: self.token.as_ref() };
-        let doc = input::build(&item, &self.request, caller, http, Phase::List);
+        let doc = input::build(message, &self.request, caller, http, phase);
         let (decided, cache) = set.decide(doc);
         self.metrics.policy_cache.with_label_values(&[cache.as_str()]).inc();
-        let allow = decided.is_ok_and(|d| d.allow);
+        let (allow, reasons) = match decided {
+            Ok(d) => (d.allow, d.reasons),
+            Err(e) => (false, vec![format!("policy evaluation failed: {e}")]),
+        };
+        self.metrics.policy_eval_duration.with_label_values(&[phase.as_str()]).observe(started.elapsed().as_secs_f64());
+        let method = message.method.as_deref();
+        let outcome = if allow { "allow" } else { "deny" };
+        if phase == Phase::List {
+            self.metrics.list_items.with_label_values(&[Metrics::method_label(method), outcome]).inc();
+            return allow;
+        }
+        let inner = message.context.input_request.as_ref().map(|r| r.method.as_str());
+        let label = Metrics::method_label(inner.or(method));
         self.metrics
-            .policy_eval_duration
-            .with_label_values(&[Phase::List.as_str()])
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics.list_items.with_label_values(&[method, if allow { "allow" } else { "deny" }]).inc();
+            .decisions
+            .with_label_values(&[label, &self.metrics.tool_label(message.target.as_deref()), outcome])
+            .inc();
+        tracing::info!(
+            target: "mcp_pep::decision",
+            decision_id = %self.decision_id,
+            kind = message.kind.as_str(),
+            phase = phase.as_str(),
+            method,
+            input_method = inner,
+            target = message.target.as_deref(),
+            allow,
+            reasons = ?reasons,
+            "decision"
+        );
         allow
     }
 
+    /// The error that replaces an `input_required` answer the client may not see.
+    fn input_denied(&self, why: Option<InputRequiredError>) -> String {
+        let id = self.answer_id();
+        let mut rejection = match &why {
+            None => Rejection::new(
+                Stage::Policy,
+                "input_request_denied",
+                StatusCode::OK,
+                code::POLICY_DENIED,
+                format!("the tool server's request for input was denied by policy (decision {})", self.decision_id),
+            ),
+            Some(e) => {
+                tracing::warn!(decision_id = %self.decision_id, error = %e, "input_required answer refused");
+                Rejection::new(
+                    Stage::Upstream,
+                    "input_required_invalid",
+                    StatusCode::OK,
+                    code::UPSTREAM_UNAVAILABLE,
+                    format!("{e} (decision {})", self.decision_id),
+                )
+            }
+        };
+        self.metrics.rejections.with_label_values(&[rejection.stage.as_str(), rejection.reason]).inc();
+        rejection.era = self.request.era;
+        rejection.decision_id = Some(self.decision_id.clone());
+        rejection.error_body(id.as_ref(), &rejection.message, false).to_string()
+    }
+
     fn refusal(&self, why: &str) -> Rejection {
-        tracing::warn!(decision_id = %self.decision_id, why, "list answer could not be filtered; refusing it");
+        tracing::warn!(decision_id = %self.decision_id, why, "answer could not be checked; refusing it");
         let mut rejection = Rejection::new(
             Stage::Policy,
             "list_filter",
             StatusCode::BAD_GATEWAY,
             code::UPSTREAM_UNAVAILABLE,
-            format!("the tool server's list answer could not be filtered (decision {})", self.decision_id),
+            format!("the tool server's answer could not be checked (decision {})", self.decision_id),
         )
         .with_id(self.answer_id());
         rejection.decision_id = Some(self.decision_id.clone());
+        rejection.era = self.request.era;
         rejection
     }
 
-    /// The id an error answers: the list request's; a batch's refusal answers none.
+    /// The id an error answers: the request's; a batch's refusal answers none.
     fn answer_id(&self) -> Option<JsonRpcId> {
+        if let Some(modern) = &self.modern {
+            return modern.id.clone();
+        }
         match self.targets.as_slice() {
             [one] if !self.batch => Some(one.id.clone()),
             _ => None,
         }
     }
 
-    /// The SSE event that replaces a list answer that could not be filtered.
+    /// The SSE event that replaces an answer that could not be checked.
     fn error_event(&self, raw: &[u8], why: &str) -> Bytes {
         let error = self.refusal(why);
         let body = error.error_body(self.answer_id().as_ref(), &error.message, false);
@@ -210,12 +389,12 @@ impl ListDecider {
 }
 
 /// Passes an SSE stream through event by event, each forwarded as soon as it is whole;
-/// every event carrying a list result is filtered.
+/// every event is checked as [`AnswerDecider::process`] says.
 struct SseListFilter {
     inner: Body,
     splitter: EventSplitter,
     pending: VecDeque<Bytes>,
-    decider: ListDecider,
+    decider: AnswerDecider,
     inner_done: bool,
     /// No event was read yet.
     at_start: bool,
@@ -246,10 +425,11 @@ impl SseListFilter {
         if std::mem::take(&mut self.at_start) && event.starts_with(BOM) {
             self.pending.push_back(event.split_to(BOM.len()));
         }
-        let replaced = event_data(&event).and_then(|data| match self.decider.filter_text(&data) {
-            Ok(None) => None,
-            Ok(Some(filtered)) if filtered == data => None,
-            Ok(Some(filtered)) => Some(replace_data(&event, &filtered)),
+        let replaced = event_data(&event).and_then(|data| match self.decider.process(&data) {
+            Ok(Outcome::Unchanged) => None,
+            Ok(Outcome::Replaced(filtered)) if filtered == data => None,
+            Ok(Outcome::Replaced(filtered)) => Some(replace_data(&event, &filtered)),
+            Ok(Outcome::Dropped) => Some(Bytes::new()),
             Err(e) => Some(self.decider.error_event(&event, &e.to_string())),
         });
         self.pending.push_back(replaced.unwrap_or(event));

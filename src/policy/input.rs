@@ -1,18 +1,22 @@
-//! The policy input document (contract version 1, see docs/policy-input.md).
+//! The policy input document (contract version 2, see docs/policy-input.md).
 
 use serde_json::{Value, json};
 
-use crate::context::{JsonRpcId, McpMessage, McpRequest, MessageKind, PeerIdentity, VerifiedToken};
+use std::sync::Arc;
 
-/// Version of the input contract; bumped on any incompatible change.
-pub const INPUT_VERSION: u64 = 1;
+use crate::context::{InputRequest, McpMessage, McpRequest, MessageContext, MessageKind, PeerIdentity, VerifiedToken};
 
-/// Whether the message is being decided (`call`) or an item of a list result is being
-/// filtered (`list`).
+/// Version of the input contract; bumped on any incompatible change (2: the MCP
+/// 2026-07-28 fields, kind `input_request`, phase `subscribe`).
+pub const INPUT_VERSION: u64 = 2;
+
+/// Whether the message is being decided (`call`), an item of a list result is being
+/// filtered (`list`), or a resource a `subscriptions/listen` names is (`subscribe`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Call,
     List,
+    Subscribe,
 }
 
 impl Phase {
@@ -20,6 +24,7 @@ impl Phase {
         match self {
             Phase::Call => "call",
             Phase::List => "list",
+            Phase::Subscribe => "subscribe",
         }
     }
 }
@@ -57,6 +62,7 @@ pub fn build(
     let target = message.target.as_deref();
     let method = message.method.as_deref();
     let named = |m: &str| if method == Some(m) { target } else { None };
+    let context = &message.context;
     json!({
         "version": INPUT_VERSION,
         "kind": message.kind.as_str(),
@@ -74,23 +80,45 @@ pub fn build(
             "batch": request.batch,
             "session_id": request.session_id.as_deref(),
             "protocol_version": request.protocol_version.as_deref(),
+            "era": request.era.as_str(),
+            "client_capabilities": context.client_capabilities.as_deref(),
+            "input_responses": context.input_responses,
+            "request_state": context.request_state.as_deref(),
+            "notifications": context.notifications,
+            "input_request": context.input_request.as_deref().map(|r| json!({
+                "key": r.key, "method": r.method, "params": r.params,
+            })),
         },
         "http": { "method": http.method, "path": http.path },
     })
 }
 
-/// The message an item of a list answer is decided as (`phase: "list"`): a request of
-/// the method the item is used with (`tools/call`, `prompts/get`, `resources/read`),
-/// naming the item, without arguments, under the list request's id.
-pub fn list_item_message(call_method: &str, id: &JsonRpcId, name: &str) -> McpMessage {
+/// The message an item of a list answer (`phase: "list"`) or a subscribed resource
+/// (`phase: "subscribe"`) is decided as: a request of the method the item is used with
+/// (`tools/call`, `prompts/get`, `resources/read`), naming the item, without arguments,
+/// under the original request's id and with its declared capabilities.
+pub fn derived_message(original: &McpMessage, call_method: &str, name: &str) -> McpMessage {
     McpMessage {
         kind: MessageKind::Request,
         method: Some(call_method.into()),
-        id: Some(id.clone()),
+        id: original.id.clone(),
         target: Some(name.into()),
         arguments: None,
         is_error: false,
+        context: MessageContext {
+            client_capabilities: original.context.client_capabilities.clone(),
+            ..MessageContext::default()
+        },
     }
+}
+
+/// The original request, as the document that decides one of its `input_required`
+/// answer's input requests (kind `input_request`).
+pub fn input_request_message(original: &McpMessage, request: InputRequest) -> McpMessage {
+    let mut message = original.clone();
+    message.kind = MessageKind::InputRequest;
+    message.context.input_request = Some(Arc::new(request));
+    message
 }
 
 fn token_json(token: &VerifiedToken) -> Value {

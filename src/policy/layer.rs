@@ -82,7 +82,21 @@ impl PolicyStage {
         let decisions: Vec<Decision> = mcp
             .messages
             .iter()
-            .map(|message| self.decide_one(&set, message, mcp, caller, http, &decision_id))
+            .map(|message| {
+                let decision = self.decide_one(&set, message, mcp, caller, http, &decision_id, Phase::Call);
+                if !decision.allow {
+                    return decision;
+                }
+                // A subscription to a resource is a standing read of it: each URI is
+                // decided as `resources/read`, and one the caller may not read denies
+                // the request (its body is forwarded as sent, never trimmed).
+                let denied = message.resource_subscriptions().find_map(|uri| {
+                    let read = input::derived_message(message, "resources/read", uri);
+                    let d = self.decide_one(&set, &read, mcp, caller, http, &decision_id, Phase::Subscribe);
+                    (!d.allow).then_some(d)
+                });
+                denied.unwrap_or(decision)
+            })
             .collect();
         if decisions.iter().all(|d| d.allow) {
             return Ok(());
@@ -90,6 +104,7 @@ impl PolicyStage {
         Err(self.denial(mcp, &decisions, decision_id))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn decide_one(
         &self,
         set: &PolicySet,
@@ -98,9 +113,10 @@ impl PolicyStage {
         caller: Caller<'_>,
         http: HttpFacts<'_>,
         decision_id: &DecisionId,
+        phase: Phase,
     ) -> Decision {
         let started = Instant::now();
-        let input = input::build(message, mcp, caller, http, Phase::Call);
+        let input = input::build(message, mcp, caller, http, phase);
         let (decided, cache) = set.decide(input);
         self.metrics.policy_cache.with_label_values(&[cache.as_str()]).inc();
         let (decision, outcome) = match decided {
@@ -112,7 +128,7 @@ impl PolicyStage {
             }
         };
         let elapsed = started.elapsed();
-        self.metrics.policy_eval_duration.with_label_values(&[Phase::Call.as_str()]).observe(elapsed.as_secs_f64());
+        self.metrics.policy_eval_duration.with_label_values(&[phase.as_str()]).observe(elapsed.as_secs_f64());
         let method = Metrics::method_label(message.method.as_deref());
         let tool = self.metrics.tool_label(message.target.as_deref());
         self.metrics.decisions.with_label_values(&[method, tool.as_str(), outcome]).inc();
@@ -128,6 +144,8 @@ impl PolicyStage {
             subject = caller.token.and_then(|t| t.subject()),
             jkt = caller.token.and_then(|t| t.dpop_jkt()),
             kind = message.kind.as_str(),
+            phase = phase.as_str(),
+            era = mcp.era.as_str(),
             method = message.method.as_deref(),
             target = message.target.as_deref(),
             allow = decision.allow,

@@ -12,7 +12,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::body::Body;
-use crate::context::{DecisionId, MethodLabel};
+use crate::context::{DecisionId, Era, MethodLabel};
 use crate::error::{Rejection, Stage};
 use crate::metrics::Metrics;
 
@@ -64,6 +64,9 @@ where
         let decision_id = DecisionId::new();
         req.extensions_mut().insert(decision_id.clone());
         let span = tracing::info_span!("request", %decision_id, http.method = %req.method(), path = req.uri().path());
+        // Refusals before inspection (credentials, path) still answer a 2026-07-28 client
+        // in its own codes.
+        let modern = crate::mcp::era::header_is_modern(req.headers());
         let inner = self.inner.clone();
         let layer = self.layer.clone();
         Box::pin(
@@ -74,7 +77,12 @@ where
                         let method = resp.extensions().get::<MethodLabel>().map_or("none", |m| m.0);
                         (resp, method, "forwarded")
                     }
-                    Err(rejection) => layer.rescue(rejection),
+                    Err(mut rejection) => {
+                        if modern {
+                            rejection.era = Era::Modern;
+                        }
+                        layer.rescue(rejection)
+                    }
                 };
                 if let Ok(value) = HeaderValue::from_str(decision_id.as_str()) {
                     resp.headers_mut().insert(DECISION_ID_HEADER, value);

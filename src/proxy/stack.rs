@@ -17,9 +17,9 @@ use crate::auth::stage::JwtSvidCheck;
 use crate::body::Body;
 use crate::identity::IdentityLayer;
 use crate::identity::config::IdentitySettings;
-use crate::mcp::{InspectLimits, InspectStage, SessionOptions, SessionStage};
+use crate::mcp::{InspectLimits, InspectStage, MirrorCheck, ParamMirrors, SessionOptions, SessionStage, Unverified};
 use crate::metrics::Metrics;
-use crate::policy::{ListFilterStage, PolicyOptions, PolicyStage, PolicyStore};
+use crate::policy::{AnswerFilterStage, AnswerOptions, PolicyOptions, PolicyStage, PolicyStore};
 use crate::stage::StageLayer;
 
 /// Everything the stack needs, already validated.
@@ -42,6 +42,10 @@ pub struct StackConfig {
     pub upstream_tls: Option<rustls::ClientConfig>,
     /// The credentials stage's settings; `None`: no credentials are checked.
     pub auth: Option<Arc<AuthSettings>>,
+    /// `Mcp-Param-*` headers of a tool whose schema was never listed here.
+    pub unverified_param_headers: Unverified,
+    /// How answers to 2026-07-28 requests are rewritten.
+    pub answers: AnswerOptions,
 }
 
 pub type ProxyService = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, std::convert::Infallible>;
@@ -72,6 +76,9 @@ pub fn build_stack(config: &StackConfig, store: Arc<PolicyStore>, metrics: Arc<M
         }
         JwtSvidCheck { header: settings.header.clone(), required: settings.required, verifier }
     });
+    // Learned by the answer filter from `tools/list`, checked by inspection on `tools/call`.
+    let mirrors = Arc::new(ParamMirrors::default());
+    let mirror_check = MirrorCheck { mirrors: mirrors.clone(), unverified: config.unverified_param_headers };
     let credentials = CredentialsStage::new(config.auth.clone(), jwt_svid, metadata.as_ref(), metrics.clone());
     let service = ServiceBuilder::new()
         // Decision id, span, request metric; every refusal below becomes an answer here.
@@ -83,14 +90,16 @@ pub fn build_stack(config: &StackConfig, store: Arc<PolicyStore>, metrics: Arc<M
         // A JWT-SVID; an access token from a trusted issuer, bound by DPoP to the
         // caller's key and to the caller's SPIFFE ID.
         .layer(StageLayer(credentials))
-        // Bounded read, strict JSON-RPC, typed McpRequest; original bytes kept.
-        .layer(StageLayer(InspectStage::new(config.limits)))
-        // A session id only from the caller that created it.
+        // Bounded read, strict JSON-RPC, the era and its header rules, typed McpRequest;
+        // original bytes kept.
+        .layer(StageLayer(InspectStage::new(config.limits, mirror_check)))
+        // A (legacy) session id only from the caller that created it.
         .layer(StageLayer(SessionStage::new(config.sessions, metrics.clone())))
         // Every message decided; any error or undefined denies.
         .layer(StageLayer(PolicyStage::new(store.clone(), metrics.clone(), config.policy)))
-        // List results show only what the caller may use (JSON and SSE).
-        .layer(StageLayer(ListFilterStage::new(store, metrics)))
+        // Answers checked on the way back (JSON and SSE): lists show only what the caller
+        // may use; 2026-07-28 answers made private to caches, their input requests decided.
+        .layer(StageLayer(AnswerFilterStage::new(store, metrics, mirrors, config.answers)))
         .service(upstream);
     BoxCloneSyncService::new(service)
 }

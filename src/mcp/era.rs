@@ -1,0 +1,84 @@
+//! Which MCP revision a request speaks, and the header encoding 2026-07-28 added.
+//!
+//! The era is read from each request (header and body), never remembered per connection:
+//! one client may probe `server/discover` at 2026-07-28 and fall back to `initialize`.
+
+use std::borrow::Cow;
+
+use data_encoding::{BASE64, BASE64_NOPAD};
+
+use crate::context::Era;
+
+/// The stateless revision this proxy enforces.
+pub const MODERN: &str = "2026-07-28";
+
+/// Every revision the proxy knows how to inspect, newest first (the `supported` list of
+/// an UnsupportedProtocolVersion answer).
+pub const SUPPORTED: [&str; 5] = [MODERN, "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// The era of a version string; `None` for one this proxy does not know. A proxy cannot
+/// enforce rules it has not read, so an unknown version is refused, not guessed.
+pub fn era_of(version: &str) -> Option<Era> {
+    match version {
+        MODERN => Some(Era::Modern),
+        v if SUPPORTED.contains(&v) => Some(Era::Legacy),
+        _ => None,
+    }
+}
+
+/// The `MCP-Protocol-Version` header says 2026-07-28: enough to pick the modern error
+/// codes for an answer written before the body was read (credentials, path, origin).
+pub fn header_is_modern(headers: &http::HeaderMap) -> bool {
+    headers.get("mcp-protocol-version").is_some_and(|v| v.as_bytes() == MODERN.as_bytes())
+}
+
+const SENTINEL_START: &str = "=?base64?";
+const SENTINEL_END: &str = "?=";
+
+/// A header value as the body would carry it: `=?base64?…?=` (case-sensitive markers)
+/// is decoded to UTF-8, anything else is taken as is. `None`: a sentinel whose content
+/// is not base64 of UTF-8 (malformed, refused).
+pub fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
+    let Some(encoded) = value.strip_prefix(SENTINEL_START).and_then(|rest| rest.strip_suffix(SENTINEL_END)) else {
+        return Some(Cow::Borrowed(value));
+    };
+    // Clients pad (the spec's examples do); an unpadded value means the same bytes.
+    let bytes = BASE64.decode(encoded.as_bytes()).or_else(|_| BASE64_NOPAD.decode(encoded.as_bytes())).ok()?;
+    String::from_utf8(bytes).ok().map(Cow::Owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eras_of_versions() {
+        assert_eq!(era_of("2026-07-28"), Some(Era::Modern));
+        for legacy in ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"] {
+            assert_eq!(era_of(legacy), Some(Era::Legacy), "{legacy}");
+        }
+        for unknown in ["2099-01-01", "2026-07-28 ", "", "latest"] {
+            assert_eq!(era_of(unknown), None, "{unknown:?}");
+        }
+    }
+
+    /// The spec's encoding table (streamable-http, Value Encoding).
+    #[test]
+    fn decodes_the_spec_examples() {
+        let cases = [
+            ("us-west1", Some("us-west1")),
+            ("=?base64?SGVsbG8sIOS4lueVjA==?=", Some("Hello, 世界")),
+            ("=?base64?IHBhZGRlZCA=?=", Some(" padded ")),
+            ("=?base64?bGluZTEKbGluZTI=?=", Some("line1\nline2")),
+            ("=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?=", Some("=?base64?literal?=")),
+            ("=?base64?IHBhZGRlZCA?=", Some(" padded ")),
+            // Markers are case-sensitive: this is a plain value.
+            ("=?BASE64?eA==?=", Some("=?BASE64?eA==?=")),
+            ("=?base64?not base64!?=", None),
+            ("=?base64?/w==?=", None),
+        ];
+        for (header, want) in cases {
+            assert_eq!(decode_header_value(header).as_deref(), want, "{header}");
+        }
+    }
+}
