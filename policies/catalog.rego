@@ -7,10 +7,16 @@ package mcp.catalog
 import rego.v1
 
 # Methods that carry the protocol itself: open to every caller with a known trust
-# level. The list methods are then filtered item by item.
+# level. The list methods are then filtered item by item, the resources a
+# subscriptions/listen names URI by URI (phase "subscribe").
 plumbing if input.kind in {"stream", "session_end", "response"}
 
-plumbing if input.mcp.method in data.mcp_pep.plumbing_methods
+# An input request comes back only from an action (the proxy refuses the others);
+# one that claims a plumbing method is not plumbing.
+plumbing if {
+	input.mcp.method in data.mcp_pep.plumbing_methods
+	input.kind != "input_request"
+}
 
 # Methods that act, governed by the matrices through the catalog entry.
 action if input.mcp.method in {"tools/call", "prompts/get", "resources/read"}

@@ -8,9 +8,15 @@
 #   shell       yes      no            no
 #   network     yes      no            no
 #
-# Argument rules apply when a call is made (phase "call"), not to list items:
+# Argument rules apply when a call is made (phase "call"), not to list items or
+# subscribed resources (phases "list" and "subscribe": no arguments):
 #   - a filesystem path must be absolute, free of "..", under an allowed root;
 #   - a network URL must be https to a host on the allowlist.
+#
+# An input request (kind "input_request") is decided as the call that caused it, with
+# the category rule but not the argument rules (they were checked when the call was
+# made); what it asks is bounded instead: a URL elicitation sends the user to its URL,
+# which must pass the network URL rule.
 package mcp.tool_access
 
 import rego.v1
@@ -26,9 +32,18 @@ allow if {
 }
 
 allow if {
+	input.kind != "input_request"
 	entry := data.mcp.catalog.entry
 	entry.category in data.mcp_pep.levels[data.mcp_pep.identities[input.identity.spiffe_id]].categories
 	arguments_allowed(entry)
+}
+
+# An input request: the category of the call that asks, and what it asks instead of
+# the call's arguments. (A clause of its own keeps the check off the path of every call.)
+allow if {
+	input.kind == "input_request"
+	data.mcp.catalog.entry.category in data.mcp_pep.levels[data.mcp_pep.identities[input.identity.spiffe_id]].categories
+	asking_allowed
 }
 
 arguments_allowed(entry) if {
@@ -36,7 +51,7 @@ arguments_allowed(entry) if {
 	not entry.url_argument
 }
 
-arguments_allowed(_) if input.phase == "list"
+arguments_allowed(_) if input.phase in {"list", "subscribe"}
 
 arguments_allowed(entry) if {
 	input.phase == "call"
@@ -49,6 +64,33 @@ arguments_allowed(entry) if {
 	host_allowed(argument(entry.url_argument))
 	not entry.path_argument
 }
+
+# What an input request asks is bounded only where it leaves the conversation: a URL
+# elicitation sends the user to its URL.
+asking_allowed if not url_elicitation
+
+asking_allowed if {
+	url_elicitation
+	host_allowed(governed_url)
+}
+
+# The argument rules apply to a call being made, nothing else; they name their reasons
+# only then.
+checks_arguments if {
+	input.phase == "call"
+	input.kind != "input_request"
+}
+
+url_elicitation if {
+	input.kind == "input_request"
+	input.mcp.input_request.method == "elicitation/create"
+	asked.mode == "url"
+}
+
+# The input request's params; a server that sent no object asks nothing of them.
+asked := input.mcp.input_request.params if is_object(input.mcp.input_request.params)
+
+else := {}
 
 # The call's arguments; a call without any (null) has none of them.
 arguments := input.mcp.arguments if is_object(input.mcp.arguments)
@@ -74,6 +116,12 @@ url_host(url) := lower(host) if {
 
 host_allowed(url) if url_host(url) in data.mcp_pep.network_hosts
 
+# The URL the host rule governs: a call's URL argument, or where a URL elicitation
+# sends the user ("" when missing, as a missing argument).
+governed_url := argument(data.mcp.catalog.entry.url_argument) if checks_arguments
+
+governed_url := object.get(asked, "url", "") if url_elicitation
+
 # Why a message is refused; evaluated only for denied messages.
 
 deny contains sprintf("tool_access.category: %s may not use %s tools", [level, category]) if {
@@ -83,13 +131,12 @@ deny contains sprintf("tool_access.category: %s may not use %s tools", [level, c
 }
 
 deny contains sprintf("tool_access.path: %s is not under an allowed root", [data.mcp.catalog.quote(path)]) if {
-	input.phase == "call"
+	checks_arguments
 	path := argument(data.mcp.catalog.entry.path_argument)
 	not path_allowed(path)
 }
 
 deny contains sprintf("tool_access.host: %s is not an allowed https host", [data.mcp.catalog.quote(url)]) if {
-	input.phase == "call"
-	url := argument(data.mcp.catalog.entry.url_argument)
+	url := governed_url
 	not host_allowed(url)
 }

@@ -11,12 +11,15 @@
 #   shell       execute_command  yes      no            no
 #   network     fetch_url        yes      no            no
 #
-# then the argument rules, which apply to calls (phase "call") and not to list items.
+# then the argument rules, which apply to calls (phase "call") and not to list items
+# or subscribed resources (phases "list", "subscribe"), nor to input requests, whose
+# URL elicitations get the network URL rule instead. A modern (2026-07-28) message
+# gets the same verdict as its legacy counterpart.
 package mcp.tool_access_test
 
 import rego.v1
 
-# --- inputs of the documented shape (docs/policy-input.md) ----------------------
+# --- inputs of the documented shape (policy input contract v2) --------------------
 
 trusted := "spiffe://mcp-identity.local/ns/mcp-agents/sa/trusted-agent"
 
@@ -33,14 +36,23 @@ identity(spiffe_id) := {
 	"source": "local",
 }
 
+# Every mcp field, as a legacy (session-based) message has them.
 blank_mcp := {
 	"method": null, "id": null, "tool": null, "prompt": null, "resource": null,
 	"arguments": null, "is_error": false, "batch": false,
-	"session_id": "s-1", "protocol_version": "2025-11-25",
+	"session_id": "s-1", "protocol_version": "2025-11-25", "era": "legacy",
+	"client_capabilities": null, "input_responses": null, "request_state": null,
+	"notifications": null, "input_request": null,
+}
+
+# What a modern message has instead: no session; version and capabilities from _meta.
+modern_mcp := {
+	"session_id": null, "protocol_version": "2026-07-28", "era": "modern",
+	"client_capabilities": {"elicitation": {"form": {}, "url": {}}, "sampling": {}, "roots": {}},
 }
 
 message(phase, who, mcp) := {
-	"version": 1,
+	"version": 2,
 	"kind": "request",
 	"phase": phase,
 	"identity": who,
@@ -60,6 +72,30 @@ ping(who) := message("call", who, {"method": "ping", "id": 1})
 read_file(path) := tool_call(trusted, "read_file", {"path": path})
 
 fetch_url(url) := tool_call(trusted, "fetch_url", {"url": url})
+
+# The same message in the modern era (object.union merges the mcp objects).
+modern(msg) := object.union(msg, {"mcp": modern_mcp})
+
+in_era("legacy", msg) := msg
+
+in_era("modern", msg) := modern(msg)
+
+# A resource a modern subscriptions/listen names, decided as a read of it.
+subscribed(spiffe_id, uri) := modern(message("subscribe", identity(spiffe_id), {"method": "resources/read", "id": 5, "resource": uri}))
+
+# An entry of the input_required answer to a modern call: the call's own document,
+# kind "input_request", with what the server asks.
+asking(call, method, params) := object.union(modern(call), {
+	"kind": "input_request",
+	"mcp": {"input_request": {"key": "k-1", "method": method, "params": params}},
+})
+
+form_elicitation := {"mode": "form", "message": "Your name?", "requestedSchema": {"type": "object"}}
+
+url_elicitation(url) := {"mode": "url", "message": "Sign in", "url": url, "elicitationId": "e-1"}
+
+# A URL elicitation during a trusted caller's read_file.
+elicit_url(url) := asking(read_file("/workspace/README.md"), "elicitation/create", url_elicitation(url))
 
 # The layer's verdict for one input.
 verdict(msg) := {"allow": allow, "deny": deny} if {
@@ -92,6 +128,29 @@ good_query := {"query": "select 1"}
 good_command := {"command": "ls"}
 
 good_url := {"url": "https://api.example.com/v1/items"}
+
+# The categories matrix as a table: the tool of each category and who may use it.
+category_tools := {"filesystem": "read_file", "database": "query_database", "api": "call_api", "shell": "execute_command", "network": "fetch_url"}
+
+good_arguments := {"read_file": good_file, "query_database": good_query, "call_api": {}, "execute_command": good_command, "fetch_url": good_url}
+
+categories := {
+	trusted: {"filesystem", "database", "api", "shell", "network"},
+	semi_trusted: {"filesystem", "database", "api"},
+	untrusted: {"filesystem"},
+}
+
+level_name := {trusted: "trusted", semi_trusted: "semi-trusted", untrusted: "untrusted"}
+
+expected_category(caller, category) := allowed if category in categories[caller]
+
+else := denied(sprintf("tool_access.category: %s may not use %s tools", [level_name[caller], category]))
+
+categories_hold(era, caller) if {
+	every category, tool in category_tools {
+		verdict(in_era(era, tool_call(caller, tool, good_arguments[tool]))) == expected_category(caller, category)
+	}
+}
 
 # --- the categories matrix: trusted ----------------------------------------------
 
@@ -164,6 +223,32 @@ test_untrusted_may_not_use_network if {
 	v == denied("tool_access.category: untrusted may not use network tools")
 }
 
+# --- the categories matrix in both eras --------------------------------------------
+
+test_legacy_categories_table if {
+	every caller in [trusted, semi_trusted, untrusted] {
+		categories_hold("legacy", caller)
+	}
+}
+
+test_modern_trusted_categories if {
+	categories_hold("modern", trusted)
+}
+
+test_modern_semi_trusted_categories if {
+	categories_hold("modern", semi_trusted)
+}
+
+test_modern_untrusted_categories if {
+	categories_hold("modern", untrusted)
+}
+
+test_modern_argument_rules_as_legacy if {
+	verdict(modern(read_file("/etc/passwd"))) == path_denied("/etc/passwd")
+	verdict(modern(fetch_url("https://evil.com/"))) == host_denied("https://evil.com/")
+	verdict(modern(fetch_url("https://api.example.com/v1"))) == allowed
+}
+
 # --- levels, identities, plumbing --------------------------------------------------
 
 test_unknown_and_no_identity_get_no_tool if {
@@ -186,6 +271,16 @@ test_plumbing_needs_a_known_level if {
 	verdict(ping(identity(untrusted))) == allowed
 	verdict(ping(identity(stranger))) == {"allow": false, "deny": set()}
 	verdict(ping(null)) == {"allow": false, "deny": set()}
+}
+
+test_modern_plumbing_needs_a_known_level if {
+	every method in ["server/discover", "subscriptions/listen"] {
+		every caller in [trusted, semi_trusted, untrusted] {
+			verdict(modern(message("call", identity(caller), {"method": method, "id": 1}))) == allowed
+		}
+		verdict(modern(message("call", identity(stranger), {"method": method, "id": 1}))) == {"allow": false, "deny": set()}
+		verdict(modern(message("call", null, {"method": method, "id": 1}))) == {"allow": false, "deny": set()}
+	}
 }
 
 test_unknown_tool_gets_nothing if {
@@ -348,4 +443,100 @@ test_list_phase_keeps_the_matrix if {
 	verdict(list_item(untrusted, "query_database")) == denied("tool_access.category: untrusted may not use database tools")
 	verdict(list_item(semi_trusted, "execute_command")) == denied("tool_access.category: semi-trusted may not use shell tools")
 	verdict(list_item(semi_trusted, "call_api")) == allowed
+}
+
+# --- subscribed resources (phase "subscribe"): like list items -------------------
+
+test_subscribe_phase_skips_argument_rules if {
+	resources := {"file:///workspace/notes.md": {"category": "filesystem", "operation": "read", "path_argument": "path"}}
+	verdict(subscribed(untrusted, "file:///workspace/notes.md")) == allowed with data.mcp_pep.resources as resources
+	read := modern(message("call", identity(untrusted), {"method": "resources/read", "id": 7, "resource": "file:///workspace/notes.md"}))
+	v := verdict(read) with data.mcp_pep.resources as resources
+	v == path_denied("")
+}
+
+test_subscribe_phase_keeps_the_matrix if {
+	resources := {"db://orders": {"category": "database", "operation": "read"}}
+	verdict(subscribed(semi_trusted, "db://orders")) == allowed with data.mcp_pep.resources as resources
+	v := verdict(subscribed(untrusted, "db://orders")) with data.mcp_pep.resources as resources
+	v == denied("tool_access.category: untrusted may not use database tools")
+}
+
+# Nothing in the shipped resources catalog: no category allows a subscription.
+test_subscribed_resource_not_in_catalog_gets_nothing if {
+	verdict(subscribed(trusted, "file:///workspace/notes.md")) == {"allow": false, "deny": set()}
+}
+
+# --- input requests (kind "input_request") -----------------------------------------
+
+# What the server asks is this layer's business only for a URL elicitation.
+test_input_requests_other_than_url_elicitation_allowed if {
+	every ask in [
+		["elicitation/create", form_elicitation],
+		["elicitation/create", {"message": "no mode is a form"}],
+		["elicitation/create", object.union(form_elicitation, {"url": "https://evil.example/x"})],
+		["sampling/createMessage", {"messages": [], "maxTokens": 1}],
+		["roots/list", {}],
+		["roots/list", {"mode": "url", "url": "https://evil.example/x"}],
+	] {
+		verdict(asking(read_file("/workspace/README.md"), ask[0], ask[1])) == allowed
+	}
+}
+
+test_url_elicitation_to_allowed_host_allowed if {
+	every url in ["https://api.example.com", "https://api.example.com/auth?state=1", "https://api.example.com:443/x", "HTTPS://Api.Example.Com/x"] {
+		verdict(elicit_url(url)) == allowed
+	}
+}
+
+test_url_elicitation_to_other_host_denied if {
+	every url in [
+		"https://evil.example/x", "http://api.example.com/auth", "https://api.example.com.evil.com/",
+		"https://api.example.com@evil.com/", "https://user@api.example.com/", "https://api.example.com:8443/",
+		"https://api.example.com/@evil", "data:text/html,hi", "file:///etc/passwd", "//api.example.com/", "",
+	] {
+		verdict(elicit_url(url)) == host_denied(url)
+	}
+}
+
+test_url_elicitation_without_string_url_denied if {
+	no_url := asking(read_file("/workspace/README.md"), "elicitation/create", {"mode": "url", "message": "x"})
+	verdict(no_url) == host_denied("")
+	every url in [null, 443, true, ["https://api.example.com/"], {"href": "https://api.example.com/"}] {
+		denied_by(verdict(elicit_url(url)), "tool_access.host: ")
+	}
+}
+
+# Params that are not an object have no mode: no URL to check.
+test_input_request_with_non_object_params_allowed if {
+	every params in [null, "https://evil.example/", ["url"], 0] {
+		verdict(asking(read_file("/workspace/README.md"), "elicitation/create", params)) == allowed
+	}
+}
+
+# The category rule still applies to the call that asks; a URL elicitation adds its own.
+test_input_request_keeps_the_category_rule if {
+	ask := asking(tool_call(untrusted, "query_database", good_query), "elicitation/create", form_elicitation)
+	verdict(ask) == denied("tool_access.category: untrusted may not use database tools")
+	bad := asking(tool_call(semi_trusted, "fetch_url", good_url), "elicitation/create", url_elicitation("https://evil.example/x"))
+	verdict(bad) == {"allow": false, "deny": {
+		"tool_access.category: semi-trusted may not use network tools",
+		`tool_access.host: "https://evil.example/x" is not an allowed https host`,
+	}}
+	verdict(asking(tool_call(trusted, "delete_everything", {}), "roots/list", {})) == {"allow": false, "deny": set()}
+}
+
+# The call's arguments were checked when it was made: a bad one is not named again.
+test_input_request_skips_argument_rules if {
+	every call in [read_file("/etc/passwd"), tool_call(trusted, "read_file", null), fetch_url("http://evil.com/")] {
+		verdict(asking(call, "roots/list", {})) == allowed
+	}
+	verdict(asking(read_file("/etc/passwd"), "elicitation/create", url_elicitation("https://evil.example/x"))) == host_denied("https://evil.example/x")
+}
+
+# The URL rule reads only an input request's own params: a call with the same shape
+# of arguments, or a URL-mode input_request on a plain request, is not an elicitation.
+test_url_rule_only_for_input_requests if {
+	not_asked := object.union(modern(read_file("/workspace/README.md")), {"mcp": {"input_request": {"key": "k", "method": "elicitation/create", "params": url_elicitation("https://evil.example/")}}})
+	verdict(not_asked) == allowed
 }

@@ -1,6 +1,6 @@
 //! `mcp-pep demo` is the README's first command: it must run and show the trust model's
-//! matrix for three agents with their own SVIDs and tokens, and the credentials checks,
-//! decided for real.
+//! matrix for three agents (speaking MCP 2026-07-28) with their own SVIDs and tokens, the
+//! credentials checks and the header checks, decided for real.
 
 use std::process::{Command, Stdio};
 
@@ -34,6 +34,10 @@ fn demo_shows_the_matrix_and_the_credentials_checks() {
         ("credentials", "the same proof replayed", "refused"),
         ("credentials", "the token with another key's proof", "refused"),
         ("credentials", "token and key used from another workload", "refused"),
+        ("headers", "Mcp-Name says execute_command", "refused"),
+        ("headers", "Mcp-Param-Endpoint says /admin", "refused"),
+        ("headers", "MCP-Protocol-Version says 2025-11-25", "refused"),
+        ("trusted-agent", "server/discover", "allowed"),
     ];
     for (agent, label, want) in expect {
         assert_eq!(verdict(&text, agent, label), Some(want), "{agent} / {label} in:\n{text}");
@@ -44,6 +48,13 @@ fn demo_shows_the_matrix_and_the_credentials_checks() {
         assert!(text.contains(&line), "{line} missing in:\n{text}");
     }
     assert!(text.contains("the caller proved spiffe://mcp-identity.local/ns/mcp-agents/sa/untrusted-agent"), "{text}");
-    // tools/list is filtered per caller.
-    assert!(text.contains("1 tools: read_file"), "untrusted list not filtered:\n{text}");
+    // tools/list is filtered per caller, and so never cacheable by others.
+    assert!(text.contains("1 tools: read_file (cacheScope \"private\" ttlMs 60000)"), "untrusted list:\n{text}");
+    // The agents speak 2026-07-28: write_file's confirmation is a multi-round-trip
+    // request the sidecar lets through for the trusted agent, then the retry succeeds.
+    let trusted = text.split("\n\n").find(|s| s.starts_with("trusted-agent")).unwrap_or_default();
+    assert!(trusted.contains("the server asks confirm: elicitation/create"), "{trusted}");
+    assert!(trusted.contains("write_file(path=\"/workspace/notes.md\")"), "{trusted}");
+    // Denials carry the 2026-07-28 application code, outside the JSON-RPC reserved range.
+    assert!(text.contains("denied") && text.contains("-31001"), "{text}");
 }

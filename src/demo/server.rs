@@ -1,6 +1,12 @@
-//! A small MCP tool server (Streamable HTTP, 2025-11-25) with one tool per category of
-//! the trust model. Its tools only describe what they would do: the demo never touches
-//! files, databases or the network. It doubles as the benchmark upstream.
+//! A small MCP tool server (Streamable HTTP, 2026-07-28 and 2025-11-25, chosen per
+//! request by `MCP-Protocol-Version`) with one tool per category of the trust model. Its
+//! tools only describe what they would do: the demo never touches files, databases or
+//! the network. It doubles as the benchmark upstream.
+//!
+//! On 2026-07-28 it also shows what the sidecar checks on the way back: lists marked
+//! `cacheScope: "public"` for an hour (the sidecar makes them private and short),
+//! `call_api`'s `endpoint` mirrored to `Mcp-Param-Endpoint`, and `write_file` asking
+//! for confirmation by a form elicitation (`input_required`) before it "writes".
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -21,6 +27,7 @@ use crate::body::{Body, BodyError, full, json_response};
 use crate::listener::{self, ListenerOptions};
 
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
+pub const MODERN_PROTOCOL_VERSION: &str = "2026-07-28";
 
 /// The tools, as (name, category, description, argument name).
 pub const TOOLS: &[(&str, &str, &str, &str)] = &[
@@ -88,6 +95,7 @@ impl DemoServer {
         if req.uri().path() != "/mcp" {
             return status(StatusCode::NOT_FOUND);
         }
+        let modern = req.headers().get("mcp-protocol-version").is_some_and(|v| v == MODERN_PROTOCOL_VERSION);
         let session = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let known =
             |s: &Option<String>| s.as_ref().is_some_and(|s| self.sessions.lock().is_ok_and(|set| set.contains(s)));
@@ -99,6 +107,7 @@ impl DemoServer {
                 }
                 status(StatusCode::OK)
             }
+            Method::GET | Method::DELETE if modern => status(StatusCode::METHOD_NOT_ALLOWED),
             Method::GET | Method::DELETE => status(StatusCode::NOT_FOUND),
             Method::POST => {
                 let Ok(body) = req.into_body().collect().await else {
@@ -108,12 +117,18 @@ impl DemoServer {
                     return json_response(StatusCode::BAD_REQUEST, &error(Value::Null, -32700, "parse error"));
                 };
                 let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
-                if method != "initialize" && !known(&session) {
+                if !modern && method != "initialize" && !known(&session) {
                     return status(StatusCode::NOT_FOUND);
                 }
                 let Some(id) = message.get("id").cloned() else {
                     return status(StatusCode::ACCEPTED); // notifications and responses
                 };
+                if modern {
+                    let (code, answer) = answer_modern(method, id, message.get("params"));
+                    let mut resp = self.respond(&answer);
+                    *resp.status_mut() = code;
+                    return resp;
+                }
                 let (answer, new_session) = self.answer(method, id, message.get("params"));
                 let mut resp = self.respond(&answer);
                 if let Some(s) = new_session.and_then(|s| HeaderValue::from_str(&s).ok()) {
@@ -143,16 +158,10 @@ impl DemoServer {
             "tools/list" => {
                 json!({"tools": TOOLS.iter().map(|t| tool_json(*t)).collect::<Vec<_>>()})
             }
-            "tools/call" => {
-                let name = params.and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or_default();
-                let Some((_, category, _, arg)) = TOOLS.iter().find(|t| t.0 == name) else {
-                    return (error(id, -32602, &format!("unknown tool {name:?}")), None);
-                };
-                let value =
-                    params.and_then(|p| p.get("arguments")).and_then(|a| a.get(*arg)).cloned().unwrap_or(Value::Null);
-                let text = format!("[{category}] {name}({arg}={value}) — simulated by the demo server");
-                json!({"content": [{"type": "text", "text": text}], "isError": false})
-            }
+            "tools/call" => match call_result(params) {
+                Ok(result) => result,
+                Err(message) => return (error(id, -32602, &message), None),
+            },
             _ => {
                 return (error(id, -32601, &format!("method {method:?} not found")), None);
             }
@@ -173,11 +182,70 @@ impl DemoServer {
     }
 }
 
+/// A 2026-07-28 answer and its HTTP status.
+fn answer_modern(method: &str, id: Value, params: Option<&Value>) -> (StatusCode, Value) {
+    let hour = 3_600_000;
+    let result = match method {
+        "server/discover" => json!({
+            "supportedVersions": [MODERN_PROTOCOL_VERSION, PROTOCOL_VERSION],
+            "capabilities": {"tools": {}},
+            "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "mcp-pep-demo-server", "version": env!("CARGO_PKG_VERSION")}},
+            "cacheScope": "public",
+            "ttlMs": hour,
+        }),
+        "tools/list" => {
+            let tools: Vec<Value> = TOOLS.iter().map(|t| tool_json(*t)).collect();
+            json!({"tools": tools, "cacheScope": "public", "ttlMs": hour})
+        }
+        "tools/call" => {
+            let name = params.and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or_default();
+            let confirmed = params
+                .and_then(|p| p.get("inputResponses")?.get("confirm")?.get("action")?.as_str())
+                .is_some_and(|a| a == "accept");
+            if name == "write_file" && !confirmed {
+                let path = params.and_then(|p| p["arguments"]["path"].as_str()).unwrap_or_default();
+                let ask = json!({"method": "elicitation/create", "params": {
+                    "mode": "form",
+                    "message": format!("Write {path}?"),
+                    "requestedSchema": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]},
+                }});
+                let result = json!({"resultType": "input_required", "inputRequests": {"confirm": ask}, "requestState": "write-1"});
+                return (StatusCode::OK, json!({"jsonrpc": "2.0", "id": id, "result": result}));
+            }
+            match call_result(params) {
+                Ok(mut result) => {
+                    result["resultType"] = json!("complete");
+                    result
+                }
+                Err(message) => return (StatusCode::OK, error(id, -32602, &message)),
+            }
+        }
+        _ => return (StatusCode::NOT_FOUND, error(id, -32601, &format!("method {method:?} not found"))),
+    };
+    (StatusCode::OK, json!({"jsonrpc": "2.0", "id": id, "result": result}))
+}
+
+/// A simulated tool call: what the tool would have done.
+fn call_result(params: Option<&Value>) -> Result<Value, String> {
+    let name = params.and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or_default();
+    let Some((_, category, _, arg)) = TOOLS.iter().find(|t| t.0 == name) else {
+        return Err(format!("unknown tool {name:?}"));
+    };
+    let value = params.and_then(|p| p.get("arguments")).and_then(|a| a.get(*arg)).cloned().unwrap_or(Value::Null);
+    let text = format!("[{category}] {name}({arg}={value}) — simulated by the demo server");
+    Ok(json!({"content": [{"type": "text", "text": text}], "isError": false}))
+}
+
 fn tool_json((name, category, description, arg): (&str, &str, &str, &str)) -> Value {
+    let mut property = json!({"type": "string"});
+    // SEP-2243: a gateway may route on the endpoint without reading the body.
+    if name == "call_api" {
+        property["x-mcp-header"] = json!("Endpoint");
+    }
     json!({
         "name": name,
         "description": description,
-        "inputSchema": {"type": "object", "properties": {arg: {"type": "string"}}, "required": [arg]},
+        "inputSchema": {"type": "object", "properties": {arg: property}, "required": [arg]},
         "_meta": {"category": category},
     })
 }

@@ -4,8 +4,9 @@
 //! tool server and three agents) and a Keycloak stand-in (DPoP-bound tokens whose `azp`
 //! is the agent's SPIFFE ID). One sidecar serves mTLS in front of the tool server and
 //! speaks mTLS to it. Each agent connects with its own SVID, token and DPoP key; the
-//! script prints every call with the decision and its latency, then the credential
-//! attacks the sidecar refuses.
+//! agents speak MCP 2026-07-28 (no sessions; `_meta` and mirrored headers on every
+//! request); the script prints every call with the decision and its latency, then the
+//! credential and header attacks the sidecar refuses.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use tokio::sync::watch;
 
 use super::credentials::{self, DemoIssuer, SigningKey};
 use super::pki::{Leaf, LeafSpec, TestCa};
-use super::server::{DemoServer, PROTOCOL_VERSION, ResponseMode};
+use super::server::{DemoServer, MODERN_PROTOCOL_VERSION, ResponseMode};
 use crate::auth::config::IssuerConfig;
 use crate::config::Config;
 use crate::listener::TlsAccept;
@@ -229,12 +230,12 @@ impl Agent {
     }
 }
 
-/// One agent's session: the protocol plumbing, then one call per tool category.
+/// One agent's calls in MCP 2026-07-28: discovery, the (filtered) tool list, one call
+/// per tool category, and `write_file`'s confirmation round trip.
 async fn script(agent: &Agent, url: &str) -> anyhow::Result<()> {
-    let mut session = Session { agent, url, id: None, next_id: 1 };
-    session.call("initialize", json!({"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "mcp-pep-demo", "version": "1"}})).await?;
-    session.notify("notifications/initialized").await?;
-    session.call("tools/list", json!({})).await?;
+    let session = Session { agent, url };
+    session.call(1, "server/discover", json!({})).await?;
+    session.call(2, "tools/list", json!({})).await?;
     let calls = [
         ("read_file", json!({"path": "/workspace/README.md"})),
         ("read_file", json!({"path": "/workspace/../etc/shadow"})),
@@ -244,21 +245,18 @@ async fn script(agent: &Agent, url: &str) -> anyhow::Result<()> {
         ("execute_command", json!({"command": "uname -a"})),
         ("fetch_url", json!({"url": "https://api.example.com/status"})),
     ];
-    for (tool, arguments) in calls {
-        session.call("tools/call", json!({"name": tool, "arguments": arguments})).await?;
+    for (n, (tool, arguments)) in (3..).zip(calls) {
+        session.call(n, "tools/call", json!({"name": tool, "arguments": arguments})).await?;
     }
     Ok(())
 }
 
-/// What the sidecar refuses even with valid keys and certificates in the attacker's hand.
+/// What the sidecar refuses even with valid keys and certificates in the attacker's hand,
+/// and a request whose headers say one thing and whose body another.
 async fn attacks(trusted: &Agent, untrusted: &Agent, url: &str) -> anyhow::Result<()> {
     println!("\ncredentials  the trusted agent's token, presented four ways");
-    let mut base = Session { agent: trusted, url, id: None, next_id: 1 };
-    let initialize = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "mcp-pep-demo", "version": "1"}}});
-    base.post(&initialize).await?;
-    let read = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "read_file", "arguments": {"path": "/workspace/README.md"}}});
+    let read = with_meta(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "read_file", "arguments": {"path": "/workspace/README.md"}}}));
     let honest = trusted.proof()?;
     let thief_key = SigningKey::generate()?;
     let stolen = credentials::proof(&thief_key, "POST", PUBLIC_URL, &trusted.token)?;
@@ -272,93 +270,154 @@ async fn attacks(trusted: &Agent, untrusted: &Agent, url: &str) -> anyhow::Resul
         ("token and key used from another workload", untrusted, &cross),
     ];
     for (label, via, proof) in cases {
-        let mut session = Session { agent: via, url, id: base.id.clone(), next_id: 1 };
+        let session = Session { agent: via, url };
         let started = Instant::now();
-        let (status, answer) = session.post_as(&read, &trusted.token, proof).await?;
-        let verdict = if status == StatusCode::OK && answer.get("result").is_some() { "allowed" } else { "refused" };
-        let detail = answer["error"]["message"].as_str().unwrap_or_default().to_owned();
-        println!(
-            "  {label:<52} {verdict:<8} {:>6} µs  HTTP {} {detail}",
-            started.elapsed().as_micros(),
-            status.as_u16()
-        );
+        let (status, answer) = session.post_as(&read, &trusted.token, proof, &[]).await?;
+        print_outcome(label, status, &answer, started.elapsed());
+    }
+    println!("\nheaders      the trusted agent's own credentials, headers that disagree with the body");
+    let session = Session { agent: trusted, url };
+    let api = with_meta(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "call_api", "arguments": {"endpoint": "/v1/inventory"}}}));
+    type Mismatch<'a> = (&'a str, &'a Value, &'a [(&'a str, &'a str)]);
+    let cases: [Mismatch; 3] = [
+        ("Mcp-Name says execute_command, the body read_file", &read, &[("mcp-name", "execute_command")]),
+        ("Mcp-Param-Endpoint says /admin, the body /v1/inventory", &api, &[("mcp-param-endpoint", "/admin")]),
+        ("MCP-Protocol-Version says 2025-11-25, _meta 2026-07-28", &read, &[("mcp-protocol-version", "2025-11-25")]),
+    ];
+    for (label, message, headers) in cases {
+        let started = Instant::now();
+        let (status, answer) = session.post_as(message, &trusted.token, &trusted.proof()?, headers).await?;
+        print_outcome(label, status, &answer, started.elapsed());
     }
     Ok(())
 }
 
+fn print_outcome(label: &str, status: StatusCode, answer: &Value, elapsed: Duration) {
+    let verdict = if status == StatusCode::OK && answer.get("result").is_some() { "allowed" } else { "refused" };
+    let detail = answer["error"]["message"].as_str().unwrap_or_default();
+    let code = answer["error"]["code"].as_i64().map(|c| format!(" {c}")).unwrap_or_default();
+    println!("  {label:<56} {verdict:<8} {:>6} µs  HTTP {}{code} {detail}", elapsed.as_micros(), status.as_u16());
+}
+
+/// The `_meta` every 2026-07-28 request carries: the version and what the client can do
+/// (form elicitations, which `write_file` asks for).
+fn with_meta(mut message: Value) -> Value {
+    message["params"]["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": MODERN_PROTOCOL_VERSION,
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}},
+        "io.modelcontextprotocol/clientInfo": {"name": "mcp-pep-demo", "version": "1"},
+    });
+    message
+}
+
+/// The standard headers a 2026-07-28 client mirrors from the body.
+fn mirrored_headers(message: &Value) -> Vec<(&'static str, String)> {
+    let mut headers = vec![("mcp-protocol-version", MODERN_PROTOCOL_VERSION.to_owned())];
+    if let Some(method) = message["method"].as_str() {
+        headers.push(("mcp-method", method.to_owned()));
+    }
+    if let Some(name) = message["params"]["name"].as_str() {
+        headers.push(("mcp-name", name.to_owned()));
+    }
+    if let Some(endpoint) = message["params"]["arguments"]["endpoint"].as_str() {
+        headers.push(("mcp-param-endpoint", endpoint.to_owned()));
+    }
+    headers
+}
+
+/// An agent talking to the sidecar: no session, each request on its own credentials.
 struct Session<'a> {
     agent: &'a Agent,
     url: &'a str,
-    id: Option<String>,
-    next_id: i64,
 }
 
 impl Session<'_> {
     /// One message with the agent's token and a fresh proof.
-    async fn post(&mut self, message: &Value) -> anyhow::Result<(StatusCode, Value, Duration)> {
+    async fn post(&self, message: &Value) -> anyhow::Result<(StatusCode, Value, Duration)> {
         let started = Instant::now();
         let proof = self.agent.proof()?;
-        let (status, value) = self.post_as(message, &self.agent.token.clone(), &proof).await?;
+        let (status, value) = self.post_as(message, &self.agent.token, &proof, &[]).await?;
         Ok((status, value, started.elapsed()))
     }
 
-    /// One message with the given token and proof.
-    async fn post_as(&mut self, message: &Value, token: &str, proof: &str) -> anyhow::Result<(StatusCode, Value)> {
+    /// One message with the given token and proof; `overrides` replace mirrored headers.
+    async fn post_as(
+        &self,
+        message: &Value,
+        token: &str,
+        proof: &str,
+        overrides: &[(&str, &str)],
+    ) -> anyhow::Result<(StatusCode, Value)> {
         let mut req = Request::post(self.url)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", PROTOCOL_VERSION)
             .header("authorization", format!("DPoP {token}"))
             .header("dpop", proof);
-        if let Some(id) = &self.id {
-            req = req.header("mcp-session-id", id);
+        for (name, value) in mirrored_headers(message) {
+            if !overrides.iter().any(|(n, _)| *n == name) {
+                req = req.header(name, value);
+            }
+        }
+        for (name, value) in overrides {
+            req = req.header(*name, *value);
         }
         let resp = self.agent.client.request(req.body(Full::new(Bytes::from(message.to_string())))?).await?;
         let status = resp.status();
-        if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
-            self.id = Some(id.to_owned());
-        }
         let body = resp.into_body().collect().await?.to_bytes();
         let value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body)? };
         Ok((status, value))
     }
 
-    async fn notify(&mut self, method: &str) -> anyhow::Result<()> {
-        let (status, _, elapsed) = self.post(&json!({"jsonrpc": "2.0", "method": method})).await?;
-        let verdict = if status == StatusCode::ACCEPTED { "allowed" } else { "denied" };
-        println!("  {method:<52} {verdict:<8} {:>6} µs  (HTTP {})", elapsed.as_micros(), status.as_u16());
-        Ok(())
-    }
-
-    async fn call(&mut self, method: &str, params: Value) -> anyhow::Result<()> {
-        let id = self.next_id;
-        self.next_id += 1;
+    async fn call(&self, id: i64, method: &str, params: Value) -> anyhow::Result<()> {
         let label = match params.get("name").and_then(Value::as_str) {
             Some(tool) => format!("{tool} {}", params["arguments"]),
             None => method.to_owned(),
         };
-        let (_, answer, elapsed) =
-            self.post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).await?;
+        let mut message = with_meta(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        let (_, mut answer, mut elapsed) = self.post(&message).await?;
+        // Multi-round-trip: the server asks (the sidecar let the request through), the
+        // agent answers in a retry with a new id, the same arguments and the server's state.
+        if answer["result"]["resultType"] == "input_required" {
+            let asked: Vec<String> = answer["result"]["inputRequests"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(key, r)| format!("{key}: {} {}", r["method"].as_str().unwrap_or("?"), r["params"]["message"]))
+                .collect();
+            println!(
+                "  {label:<56} {:<8} {:>6} µs  the server asks {}",
+                "asked",
+                elapsed.as_micros(),
+                asked.join(", ")
+            );
+            message["id"] = json!(id + 100);
+            message["params"]["inputResponses"] = json!({"confirm": {"action": "accept", "content": {"ok": true}}});
+            message["params"]["requestState"] = answer["result"]["requestState"].clone();
+            (_, answer, elapsed) = self.post(&message).await?;
+        }
         let (verdict, detail) = match (answer.get("result"), answer.get("error")) {
             (Some(result), _) => ("allowed", summary(method, result)),
             (_, Some(error)) => {
                 let reasons: Vec<&str> =
                     error["data"]["reasons"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-                ("denied", reasons.join("; "))
+                ("denied", format!("{} {}", error["code"], reasons.join("; ")))
             }
             _ => ("?", String::new()),
         };
-        println!("  {label:<52} {verdict:<8} {:>6} µs  {detail}", elapsed.as_micros());
+        println!("  {label:<56} {verdict:<8} {:>6} µs  {detail}", elapsed.as_micros());
         Ok(())
     }
 }
 
 fn summary(method: &str, result: &Value) -> String {
+    let cache = || format!("cacheScope {} ttlMs {}", result["cacheScope"], result["ttlMs"]);
     match method {
+        "server/discover" => format!("versions {} ({})", result["supportedVersions"], cache()),
         "tools/list" => {
             let names: Vec<&str> =
                 result["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
-            format!("{} tools: {}", names.len(), names.join(", "))
+            format!("{} tools: {} ({})", names.len(), names.join(", "), cache())
         }
         "tools/call" => result["content"][0]["text"].as_str().unwrap_or_default().to_owned(),
         _ => String::new(),
