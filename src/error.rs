@@ -30,6 +30,8 @@ pub mod code {
     pub const REQUEST_REFUSED: i64 = -32004;
     /// Missing or invalid credentials (the `WWW-Authenticate` header says which).
     pub const UNAUTHENTICATED: i64 = -32005;
+    /// A method the request's protocol version does not have.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
     /// 2026-07-28 `Invalid params`: a required `_meta` key is missing.
     pub const INVALID_PARAMS: i64 = -32602;
     /// 2026-07-28 `HeaderMismatch`: a standard or mirrored header is missing, malformed or

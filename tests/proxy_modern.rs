@@ -87,7 +87,12 @@ fn cases() -> Vec<Case> {
         ),
         c("no clientCapabilities", &no_caps, h.clone(), bad(-32602)),
         c("no _meta version, modern header", &no_version, h.clone(), bad(-32602)),
-        c("unknown version header", &good, with(h.clone(), "mcp-protocol-version", Some("2099-01-01")), bad(-32022)),
+        c(
+            "unknown version header, 2026 _meta",
+            &good,
+            with(h.clone(), "mcp-protocol-version", Some("2099-01-01")),
+            bad(-32020),
+        ),
         c(
             "unknown _meta version",
             &good.replace(r#"Version":"2026-07-28""#, r#"Version":"2099-01-01""#),
@@ -101,6 +106,42 @@ fn cases() -> Vec<Case> {
             bad(-32600),
         ),
         c("modern batch", &format!("[{good}]"), h.clone(), bad(-32600)),
+        c(
+            "initialize on the modern wire",
+            &modern(1, "initialize", r#""protocolVersion":"2026-07-28""#),
+            vec![("mcp-protocol-version", "2026-07-28".into()), ("mcp-method", "initialize".into())],
+            Some((StatusCode::NOT_FOUND, -32601)),
+        ),
+        c(
+            "ping on the modern wire",
+            &modern(1, "ping", ""),
+            vec![("mcp-protocol-version", "2026-07-28".into()), ("mcp-method", "ping".into())],
+            Some((StatusCode::NOT_FOUND, -32601)),
+        ),
+        c(
+            "resources/subscribe on the modern wire, no uri",
+            &modern(1, "resources/subscribe", ""),
+            vec![("mcp-protocol-version", "2026-07-28".into()), ("mcp-method", "resources/subscribe".into())],
+            Some((StatusCode::NOT_FOUND, -32601)),
+        ),
+        c(
+            "legacy resources/subscribe without a uri",
+            r#"{"jsonrpc":"2.0","id":4,"method":"resources/subscribe","params":{}}"#,
+            vec![("mcp-protocol-version", "2025-11-25".into())],
+            bad(-32600),
+        ),
+        c(
+            "a notification needs no Mcp-Method",
+            &modern(1, "notifications/cancelled", r#""requestId":1"#).replace(r#""id":1,"#, ""),
+            vec![("mcp-protocol-version", "2026-07-28".into())],
+            None,
+        ),
+        c(
+            "a notification's Mcp-Method must still agree",
+            &modern(1, "notifications/cancelled", r#""requestId":1"#).replace(r#""id":1,"#, ""),
+            vec![("mcp-protocol-version", "2026-07-28".into()), ("mcp-method", "notifications/progress".into())],
+            bad(-32020),
+        ),
         c(
             "a POSTed response",
             r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
@@ -156,11 +197,23 @@ async fn every_modern_rule_is_enforced_before_forwarding() {
 async fn an_unsupported_version_names_the_supported_ones() {
     let upstream = TestUpstream::json_ok().await;
     let proxy = TestProxy::builder(upstream.url()).start().await;
-    let reply = proxy.post(call(1, "echo", "{}"), &[("mcp-protocol-version", "2099-01-01")]).await;
+    let body = call(1, "echo", "{}").replace(r#"Version":"2026-07-28""#, r#"Version":"2099-01-01""#);
+    let reply = proxy.post(body, &[("mcp-protocol-version", "2099-01-01")]).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.json()["id"], 1, "{}", reply.text());
     let data = &reply.json()["error"]["data"];
     assert_eq!(data["requested"], "2099-01-01", "{}", reply.text());
     assert!(data["supported"].as_array().is_some_and(|s| s.contains(&json!("2026-07-28"))), "{}", reply.text());
+    proxy.stop().await;
+    // Once the tool server said what it speaks, only versions both sides know are offered.
+    let discover = r#"{"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2026-07-28"],"capabilities":{}}}"#;
+    let upstream = TestUpstream::start(move |_| async move { json_reply(StatusCode::OK, discover) }).await;
+    let proxy = TestProxy::builder(upstream.url()).start().await;
+    let headers = [("mcp-protocol-version", "2026-07-28"), ("mcp-method", "server/discover")];
+    assert_eq!(proxy.post(modern(1, "server/discover", ""), &headers).await.status, StatusCode::OK);
+    let body = modern(2, "server/discover", "").replace(r#"Version":"2026-07-28""#, r#"Version":"2099-01-01""#);
+    let reply = proxy.post(body, &[("mcp-protocol-version", "2099-01-01"), ("mcp-method", "server/discover")]).await;
+    assert_eq!(reply.json()["error"]["data"]["supported"], json!(["2026-07-28"]), "{}", reply.text());
     proxy.stop().await;
 }
 

@@ -4,6 +4,7 @@
 //! one client may probe `server/discover` at 2026-07-28 and fall back to `initialize`.
 
 use std::borrow::Cow;
+use std::sync::{Arc, RwLock};
 
 use data_encoding::{BASE64, BASE64_NOPAD};
 
@@ -15,6 +16,19 @@ pub const MODERN: &str = "2026-07-28";
 /// Every revision the proxy knows how to inspect, newest first (the `supported` list of
 /// an UnsupportedProtocolVersion answer).
 pub const SUPPORTED: [&str; 5] = [MODERN, "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// Methods 2026-07-28 removed (SEP-2575, SEP-2567, SEP-2577 and the tasks extension):
+/// on its wire they are unknown (404, -32601), whatever a dual-era server would do.
+pub const REMOVED_METHODS: [&str; 8] = [
+    "initialize",
+    "notifications/initialized",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "notifications/roots/list_changed",
+    "notifications/elicitation/complete",
+];
 
 /// The era of a version string; `None` for one this proxy does not know. A proxy cannot
 /// enforce rules it has not read, so an unknown version is refused, not guessed.
@@ -30,6 +44,35 @@ pub fn era_of(version: &str) -> Option<Era> {
 /// codes for an answer written before the body was read (credentials, path, origin).
 pub fn header_is_modern(headers: &http::HeaderMap) -> bool {
     headers.get("mcp-protocol-version").is_some_and(|v| v.as_bytes() == MODERN.as_bytes())
+}
+
+/// The versions the tool server says it speaks (`server/discover`'s `supportedVersions`,
+/// learned from the answers this sidecar forwards): an UnsupportedProtocolVersion answer
+/// must name only versions the client can really use behind the proxy.
+#[derive(Default)]
+pub struct UpstreamVersions(RwLock<Option<Arc<[String]>>>);
+
+impl UpstreamVersions {
+    /// Records the `supportedVersions` of a `server/discover` answer, if it is one.
+    pub fn learn(&self, message: &str) {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(message) else { return };
+        let Some(versions) = value.pointer("/result/supportedVersions").and_then(|v| v.as_array()) else { return };
+        let versions: Arc<[String]> = versions.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+        if let Ok(mut slot) = self.0.write() {
+            *slot = Some(versions);
+        }
+    }
+
+    /// The versions both sides speak; the proxy's own list until the server has said.
+    pub fn supported(&self) -> Vec<String> {
+        let learned = self.0.read().ok().and_then(|slot| slot.clone());
+        let both: Vec<String> = SUPPORTED
+            .iter()
+            .filter(|v| learned.as_ref().is_none_or(|l| l.iter().any(|u| u == *v)))
+            .map(|v| (*v).to_owned())
+            .collect();
+        if both.is_empty() { SUPPORTED.map(String::from).to_vec() } else { both }
+    }
 }
 
 const SENTINEL_START: &str = "=?base64?";
@@ -60,6 +103,18 @@ mod tests {
         for unknown in ["2099-01-01", "2026-07-28 ", "", "latest"] {
             assert_eq!(era_of(unknown), None, "{unknown:?}");
         }
+    }
+
+    #[test]
+    fn supported_versions_are_what_both_sides_speak() {
+        let versions = UpstreamVersions::default();
+        assert_eq!(versions.supported(), SUPPORTED.map(String::from).to_vec());
+        versions.learn(
+            r#"{"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2026-07-28","2030-01-01","2025-06-18"]}}"#,
+        );
+        assert_eq!(versions.supported(), ["2026-07-28", "2025-06-18"]);
+        versions.learn(r#"{"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2030-01-01"]}}"#);
+        assert_eq!(versions.supported(), SUPPORTED.map(String::from).to_vec(), "nothing in common: the proxy's");
     }
 
     /// The spec's encoding table (streamable-http, Value Encoding).

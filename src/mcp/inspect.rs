@@ -7,7 +7,7 @@ use http::{HeaderMap, Method, Request, header};
 use http_body_util::{BodyExt, Limited};
 use tower::Service;
 
-use super::era;
+use super::era::{self, UpstreamVersions};
 use super::jsonrpc::{InspectError, PostHeaders, parse_body};
 use super::mirror::{ParamMirrors, Unverified};
 use crate::body::{Body, full};
@@ -29,11 +29,14 @@ impl Default for InspectLimits {
     }
 }
 
-/// How 2026-07-28's mirrored headers are checked.
+/// What inspection checks against that only answers tell: the tools' mirrored headers
+/// and the tool server's versions (learned by the answer filter, shared with it).
 #[derive(Clone, Default)]
 pub struct MirrorCheck {
-    /// Learned from forwarded `tools/list` answers (shared with the list filter).
+    /// From forwarded `tools/list` answers.
     pub mirrors: Arc<ParamMirrors>,
+    /// From forwarded `server/discover` answers.
+    pub versions: Arc<UpstreamVersions>,
     pub unverified: Unverified,
 }
 
@@ -102,7 +105,12 @@ pub async fn inspect(
                 mcp_method: mcp_header(&parts.headers, "mcp-method")?.map(str::to_owned),
                 mcp_name: mcp_header(&parts.headers, "mcp-name")?.map(str::to_owned),
             };
-            let mcp = parse_body(bytes, headers, limits.max_depth)?;
+            let mcp = parse_body(bytes, headers, limits.max_depth).map_err(|e| match e {
+                InspectError::UnsupportedVersion { requested, supported: None, id } => {
+                    InspectError::UnsupportedVersion { requested, supported: Some(mirror.versions.supported()), id }
+                }
+                other => other,
+            })?;
             check_mirrors(&mcp, &mut parts.headers, mirror)?;
             if mcp.era == Era::Modern {
                 // No sessions in 2026-07-28: an id here was never bound to this caller, so
@@ -141,8 +149,10 @@ fn check_mirrors(mcp: &McpRequest, headers: &mut HeaderMap, mirror: &MirrorCheck
         return Ok(());
     }
     let tool = message.target.as_deref().unwrap_or_default();
-    let strip =
-        mirror.mirrors.check(tool, message.arguments.as_ref(), headers, mirror.unverified, message.id.as_ref())?;
+    // Legacy clients do not mirror: only the mirrors they do send must agree.
+    let strict = mcp.era == Era::Modern;
+    let (arguments, id) = (message.arguments.as_ref(), message.id.as_ref());
+    let strip = mirror.mirrors.check(tool, arguments, headers, mirror.unverified, strict, id)?;
     for name in strip {
         headers.remove(name);
     }

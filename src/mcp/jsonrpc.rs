@@ -38,7 +38,14 @@ pub enum InspectError {
     #[error("params._meta must carry {key} in protocol version {MODERN}")]
     MissingMeta { key: &'static str, id: Option<JsonRpcId> },
     #[error("unsupported protocol version {requested:?}")]
-    UnsupportedVersion { requested: String, id: Option<JsonRpcId> },
+    UnsupportedVersion {
+        requested: String,
+        /// The versions both this proxy and the tool server speak; `None`: the proxy's.
+        supported: Option<Vec<String>>,
+        id: Option<JsonRpcId>,
+    },
+    #[error("method {method:?} does not exist in protocol version {MODERN}")]
+    MethodNotFound { method: String, id: Option<JsonRpcId> },
     #[error("HTTP method not allowed on the MCP endpoint")]
     MethodNotAllowed { allow: &'static str },
     #[error("header {header} is {problem}")]
@@ -66,6 +73,7 @@ impl InspectError {
             InspectError::ParamMismatch { .. } => "param_header",
             InspectError::MissingMeta { .. } => "missing_meta",
             InspectError::UnsupportedVersion { .. } => "unsupported_version",
+            InspectError::MethodNotFound { .. } => "method_not_found",
             InspectError::MethodNotAllowed { .. } => "http_method",
             InspectError::BadHeader { .. } => "bad_header",
         }
@@ -86,6 +94,7 @@ impl From<InspectError> for Rejection {
             | InspectError::BadHeader { .. } => (StatusCode::BAD_REQUEST, code::HEADER_MISMATCH),
             InspectError::MissingMeta { .. } => (StatusCode::BAD_REQUEST, code::INVALID_PARAMS),
             InspectError::UnsupportedVersion { .. } => (StatusCode::BAD_REQUEST, code::UNSUPPORTED_PROTOCOL_VERSION),
+            InspectError::MethodNotFound { .. } => (StatusCode::NOT_FOUND, code::METHOD_NOT_FOUND),
             _ => (StatusCode::BAD_REQUEST, code::INVALID_REQUEST),
         };
         let id = match &e {
@@ -94,7 +103,8 @@ impl From<InspectError> for Rejection {
             | InspectError::HeaderMissing { id, .. }
             | InspectError::ParamMismatch { id, .. }
             | InspectError::MissingMeta { id, .. }
-            | InspectError::UnsupportedVersion { id, .. } => id.clone(),
+            | InspectError::UnsupportedVersion { id, .. }
+            | InspectError::MethodNotFound { id, .. } => id.clone(),
             _ => None,
         };
         let mut rejection = Rejection::new(Stage::Inspect, e.reason(), status, code, e.to_string()).with_id(id);
@@ -102,8 +112,9 @@ impl From<InspectError> for Rejection {
             InspectError::MethodNotAllowed { allow } => {
                 rejection = rejection.with_header(http::header::ALLOW, http::HeaderValue::from_static(allow));
             }
-            InspectError::UnsupportedVersion { requested, .. } => {
-                rejection.data = Some(serde_json::json!({ "supported": SUPPORTED, "requested": requested }));
+            InspectError::UnsupportedVersion { requested, supported, .. } => {
+                let supported = supported.clone().unwrap_or_else(|| SUPPORTED.map(String::from).to_vec());
+                rejection.data = Some(serde_json::json!({ "supported": supported, "requested": requested }));
             }
             _ => {}
         }
@@ -125,12 +136,9 @@ pub struct PostHeaders {
 /// settles its era: a modern request must carry what 2026-07-28 requires.
 pub fn parse_body(body: Bytes, headers: PostHeaders, max_depth: usize) -> Result<McpRequest, InspectError> {
     let value = strict_json::parse(&body, max_depth)?;
-    let header_era = match headers.protocol_version.as_deref() {
-        None => None,
-        Some(v) => {
-            Some(era::era_of(v).ok_or_else(|| InspectError::UnsupportedVersion { requested: v.into(), id: None })?)
-        }
-    };
+    // A version this proxy does not know is newer than it: judged by the newest rules it
+    // knows, which end in UnsupportedProtocolVersion once the body has been read.
+    let header_era = headers.protocol_version.as_deref().map(|v| era::era_of(v).unwrap_or(Era::Modern));
     let (parsed, batch) = match value {
         Value::Array(elements) => {
             // Batches were removed in 2025-06-18; a session that never said its version
@@ -145,17 +153,25 @@ pub fn parse_body(body: Bytes, headers: PostHeaders, max_depth: usize) -> Result
             if parsed.iter().any(|p| p.message.method.as_deref() == Some("initialize")) {
                 return Err(InspectError::invalid("initialize must not be part of a batch", None));
             }
-            if parsed.iter().any(|p| p.meta_version.is_some()) {
+            if header_era == Some(Era::Modern) || parsed.iter().any(|p| p.meta_version.is_some()) {
                 return Err(InspectError::BatchNotAllowed(MODERN.to_owned()));
             }
             (parsed, true)
         }
         single => (vec![parse_message(single)?], false),
     };
-    let first = &parsed[0];
     // A `_meta` protocol version in the body makes a request modern whatever the header
     // says: the two must then agree, and a server trusting either must see one value.
-    let era = if first.meta_version.is_some() { Era::Modern } else { header_era.unwrap_or(Era::Legacy) };
+    let era = if parsed[0].meta_version.is_some() { Era::Modern } else { header_era.unwrap_or(Era::Legacy) };
+    if era == Era::Legacy
+        && let Some(p) = parsed.iter().find(|p| {
+            matches!(p.message.method.as_deref(), Some("resources/subscribe" | "resources/unsubscribe"))
+                && p.message.target.is_none()
+        })
+    {
+        return Err(InspectError::invalid("resource methods need a string uri", p.message.id.clone()));
+    }
+    let first = &parsed[0];
     let protocol_version = match era {
         Era::Modern => Some(check_modern(first, &headers)?),
         // The version an initialize proposes is the one the session will speak.
@@ -183,26 +199,32 @@ fn check_modern(parsed: &Parsed, headers: &PostHeaders) -> Result<Arc<str>, Insp
     if message.kind == MessageKind::Response {
         return Err(InspectError::invalid("clients do not send JSON-RPC responses in 2026-07-28", None));
     }
-    // 2. The body names its version, the header names the same one.
-    let Some(Value::String(meta_version)) = &parsed.meta_version else {
-        return Err(InspectError::MissingMeta { key: "io.modelcontextprotocol/protocolVersion", id: id() });
-    };
+    // 2. The header names a version, the body carries the keys every request must.
     let Some(header_version) = headers.protocol_version.as_deref() else {
         return Err(InspectError::HeaderMissing { header: "MCP-Protocol-Version", id: id() });
     };
-    if era::era_of(meta_version) != Some(Era::Modern) {
-        return Err(InspectError::UnsupportedVersion { requested: meta_version.clone(), id: id() });
-    }
-    if header_version != meta_version {
-        return Err(InspectError::HeaderMismatch { header: "MCP-Protocol-Version", id: id() });
-    }
-    // 3. The capabilities every later answer (MRTR) is checked against.
+    let Some(Value::String(meta_version)) = &parsed.meta_version else {
+        return Err(InspectError::MissingMeta { key: "io.modelcontextprotocol/protocolVersion", id: id() });
+    };
+    // The capabilities every later answer (MRTR) is checked against.
     if !message.context.client_capabilities.as_deref().is_some_and(Value::is_object) {
         return Err(InspectError::MissingMeta { key: "io.modelcontextprotocol/clientCapabilities", id: id() });
     }
-    // 4. The routing headers intermediaries rely on are present (their values are
-    //    compared with the body for both eras in `check_method_headers`).
-    if headers.mcp_method.is_none() {
+    // 3. Header and body name the same version, and it is one this proxy can inspect.
+    if header_version != meta_version {
+        return Err(InspectError::HeaderMismatch { header: "MCP-Protocol-Version", id: id() });
+    }
+    if era::era_of(meta_version) != Some(Era::Modern) {
+        return Err(InspectError::UnsupportedVersion { requested: meta_version.clone(), supported: None, id: id() });
+    }
+    // 4. Methods 2026-07-28 removed do not exist on its wire.
+    if let Some(method) = message.method.as_deref().filter(|m| era::REMOVED_METHODS.contains(m)) {
+        return Err(InspectError::MethodNotFound { method: method.to_owned(), id: id() });
+    }
+    // 5. The routing headers intermediaries rely on are present on requests (their
+    //    values are compared with the body for both eras in `check_method_headers`;
+    //    the spec sets no header rule for notifications).
+    if message.kind == MessageKind::Request && headers.mcp_method.is_none() {
         return Err(InspectError::HeaderMissing { header: "Mcp-Method", id: id() });
     }
     let named = matches!(message.method.as_deref(), Some("tools/call" | "resources/read" | "prompts/get"));
@@ -323,11 +345,9 @@ fn context_of(method: &str, params: &Map<String, Value>) -> Result<(MessageConte
         Some(_) => return Err("params._meta must be an object"),
     };
     let meta_version = meta.and_then(|m| m.get("io.modelcontextprotocol/protocolVersion")).cloned();
-    context.client_capabilities = match method {
-        "initialize" => params.get("capabilities").cloned(),
-        _ => meta.and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities")).cloned(),
-    }
-    .map(Arc::new);
+    let declared = meta.and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"));
+    let proposed = (method == "initialize").then(|| params.get("capabilities")).flatten();
+    context.client_capabilities = declared.or(proposed).cloned().map(Arc::new);
     context.input_responses = match params.get("inputResponses") {
         None => None,
         Some(v @ Value::Object(_)) => Some(v.clone()),
@@ -376,9 +396,14 @@ fn target_of(method: &str, mut params: Map<String, Value>) -> Result<Target, &'s
             let name = required(&mut params, "name", "prompts/get needs a string name")?;
             Ok((Some(name), arguments(&mut params)?))
         }
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            Ok((Some(required(&mut params, "uri", "resource methods need a string uri")?), None))
-        }
+        "resources/read" => Ok((Some(required(&mut params, "uri", "resource methods need a string uri")?), None)),
+        // Gone in 2026-07-28, where they are refused as unknown whatever their params;
+        // a legacy one without a uri is refused in `parse_body`.
+        "resources/subscribe" | "resources/unsubscribe" => match params.remove("uri") {
+            None => Ok((None, None)),
+            Some(Value::String(uri)) => Ok((Some(uri.into()), None)),
+            Some(_) => Err("resource methods need a string uri"),
+        },
         // The client's proposal (protocolVersion, clientInfo, capabilities) is policy input.
         "initialize" => Ok((None, Some(Value::Object(params)))),
         _ => Ok((None, None)),

@@ -73,13 +73,15 @@ impl ParamMirrors {
     }
 
     /// Checks the `Mcp-Param-*` headers of a `tools/call` of `tool` against its
-    /// `arguments`. `Ok` carries the headers to remove before forwarding.
+    /// `arguments`; `strict` (2026-07-28) also requires every mirror the body calls for.
+    /// `Ok` carries the headers to remove before forwarding.
     pub fn check(
         &self,
         tool: &str,
         arguments: Option<&Value>,
         headers: &HeaderMap,
         unverified: Unverified,
+        strict: bool,
         id: Option<&JsonRpcId>,
     ) -> Result<Vec<HeaderName>, InspectError> {
         let sent = || headers.keys().filter(|name| name.as_str().starts_with(PREFIX));
@@ -104,6 +106,7 @@ impl ParamMirrors {
             let problem = match (body, header) {
                 (None, None) => continue,
                 (None, Some(_)) => "is sent for an argument the body does not have",
+                (Some(_), None) if !strict => continue,
                 (Some(_), None) => "is missing for an argument the body has",
                 (Some(value), Some(header)) => {
                     let decoded = header.to_str().ok().and_then(decode_header_value);
@@ -240,12 +243,18 @@ mod tests {
         ];
         let m = mirrors();
         for (tool, args, hdrs, pass) in cases {
-            let got = m.check(tool, Some(&args), &headers(&hdrs), Unverified::Refuse, None);
+            let got = m.check(tool, Some(&args), &headers(&hdrs), Unverified::Refuse, true, None);
             assert_eq!(got.is_ok(), pass, "{tool} {args} {hdrs:?}: {got:?}");
         }
+        // A legacy client mirrors nothing; what it does send must still agree.
+        let bare = headers(&[]);
+        assert!(m.check("execute_sql", Some(&args), &bare, Unverified::Refuse, false, None).is_ok());
+        let wrong = headers(&[("mcp-param-region", "eu-west1")]);
+        assert!(m.check("execute_sql", Some(&args), &wrong, Unverified::Refuse, false, None).is_err());
         let repeated = headers(&[("mcp-param-region", "us-west1"), ("mcp-param-region", "us-west1")]);
         assert!(
-            m.check("execute_sql", Some(&json!({"region": "us-west1"})), &repeated, Unverified::Refuse, None).is_err()
+            m.check("execute_sql", Some(&json!({"region": "us-west1"})), &repeated, Unverified::Refuse, true, None)
+                .is_err()
         );
     }
 
@@ -253,10 +262,10 @@ mod tests {
     fn an_unknown_tool_is_refused_or_stripped_as_configured() {
         let m = mirrors();
         let h = headers(&[("mcp-param-region", "x"), ("accept", "*/*")]);
-        assert!(m.check("never_listed", None, &h, Unverified::Refuse, None).is_err());
-        let stripped = m.check("never_listed", None, &h, Unverified::Strip, None).unwrap();
+        assert!(m.check("never_listed", None, &h, Unverified::Refuse, true, None).is_err());
+        let stripped = m.check("never_listed", None, &h, Unverified::Strip, true, None).unwrap();
         assert_eq!(stripped, [HeaderName::from_static("mcp-param-region")]);
-        assert!(m.check("never_listed", None, &headers(&[]), Unverified::Refuse, None).is_ok());
+        assert!(m.check("never_listed", None, &headers(&[]), Unverified::Refuse, true, None).is_ok());
     }
 
     #[test]
@@ -270,7 +279,7 @@ mod tests {
         ] {
             m.learn(&json!({"name": "plain", "inputSchema": schema}));
             assert!(
-                m.check("plain", None, &headers(&[("mcp-param-q", "y")]), Unverified::Refuse, None).is_err(),
+                m.check("plain", None, &headers(&[("mcp-param-q", "y")]), Unverified::Refuse, true, None).is_err(),
                 "{schema}"
             );
             m.learn(&json!({"name": "plain", "inputSchema": {"properties": {}}}));

@@ -22,9 +22,9 @@ use super::input::{self, Caller, HttpFacts, Phase};
 use crate::body::{Body, BodyError, boxed, full};
 use crate::context::{DecisionId, Era, JsonRpcId, McpMessage, McpRequest, MessageKind, PeerIdentity, VerifiedToken};
 use crate::error::{Rejection, Stage, code};
+use crate::mcp::MirrorCheck;
 use crate::mcp::answer::{self, InputRequiredError};
 use crate::mcp::list::{ListError, ListKind, ListTarget, filter_items};
-use crate::mcp::mirror::ParamMirrors;
 use crate::mcp::sse::{BOM, EventSplitter, event_data, replace_data};
 use crate::metrics::Metrics;
 use crate::stage::{Next, PipelineStage, StageFuture};
@@ -51,19 +51,15 @@ impl Default for AnswerOptions {
 pub struct AnswerFilterStage {
     store: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
-    /// Filled from the `tools/list` answers this stage forwards; read by inspection.
-    mirrors: Arc<ParamMirrors>,
+    /// Filled from the `tools/list` and `server/discover` answers this stage forwards;
+    /// read by inspection.
+    learned: MirrorCheck,
     options: AnswerOptions,
 }
 
 impl AnswerFilterStage {
-    pub fn new(
-        store: Arc<PolicyStore>,
-        metrics: Arc<Metrics>,
-        mirrors: Arc<ParamMirrors>,
-        options: AnswerOptions,
-    ) -> Self {
-        AnswerFilterStage { store, metrics, mirrors, options }
+    pub fn new(store: Arc<PolicyStore>, metrics: Arc<Metrics>, learned: MirrorCheck, options: AnswerOptions) -> Self {
+        AnswerFilterStage { store, metrics, learned, options }
     }
 }
 
@@ -105,7 +101,7 @@ struct AnswerDecider {
     decision_id: DecisionId,
     store: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
-    mirrors: Arc<ParamMirrors>,
+    learned: MirrorCheck,
     options: AnswerOptions,
 }
 
@@ -144,7 +140,7 @@ impl AnswerDecider {
             decision_id: req.extensions().get::<DecisionId>().cloned().unwrap_or_default(),
             store: layer.store.clone(),
             metrics: layer.metrics.clone(),
-            mirrors: layer.mirrors.clone(),
+            learned: layer.learned.clone(),
             options: layer.options,
         })
     }
@@ -240,6 +236,9 @@ impl AnswerDecider {
             }
             Err(e) => return Ok(Outcome::Replaced(self.input_denied(Some(e)))),
         }
+        if method == "server/discover" {
+            self.learned.versions.learn(current);
+        }
         // 3. Filtered per caller, so never shared: private, and not cached past the cap.
         if cacheable && let Some(private) = answer::make_private(current, self.options.max_cache_ttl_ms) {
             return Ok(Outcome::Replaced(private));
@@ -252,7 +251,7 @@ impl AnswerDecider {
         let (mut kept, mut total) = (0usize, 0usize);
         let out = filter_items(text, &self.targets, |target, name, item| {
             if target.kind == ListKind::Tools {
-                self.mirrors.learn(item);
+                self.learned.mirrors.learn(item);
             }
             total += 1;
             let original = self.original_of(&target.id);

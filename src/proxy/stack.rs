@@ -76,9 +76,12 @@ pub fn build_stack(config: &StackConfig, store: Arc<PolicyStore>, metrics: Arc<M
         }
         JwtSvidCheck { header: settings.header.clone(), required: settings.required, verifier }
     });
-    // Learned by the answer filter from `tools/list`, checked by inspection on `tools/call`.
-    let mirrors = Arc::new(ParamMirrors::default());
-    let mirror_check = MirrorCheck { mirrors: mirrors.clone(), unverified: config.unverified_param_headers };
+    // Learned by the answer filter (`tools/list`, `server/discover`), checked by inspection.
+    let mirror_check = MirrorCheck {
+        mirrors: Arc::new(ParamMirrors::default()),
+        versions: Arc::default(),
+        unverified: config.unverified_param_headers,
+    };
     let credentials = CredentialsStage::new(config.auth.clone(), jwt_svid, metadata.as_ref(), metrics.clone());
     let service = ServiceBuilder::new()
         // Decision id, span, request metric; every refusal below becomes an answer here.
@@ -92,14 +95,14 @@ pub fn build_stack(config: &StackConfig, store: Arc<PolicyStore>, metrics: Arc<M
         .layer(StageLayer(credentials))
         // Bounded read, strict JSON-RPC, the era and its header rules, typed McpRequest;
         // original bytes kept.
-        .layer(StageLayer(InspectStage::new(config.limits, mirror_check)))
+        .layer(StageLayer(InspectStage::new(config.limits, mirror_check.clone())))
         // A (legacy) session id only from the caller that created it.
         .layer(StageLayer(SessionStage::new(config.sessions, metrics.clone())))
         // Every message decided; any error or undefined denies.
         .layer(StageLayer(PolicyStage::new(store.clone(), metrics.clone(), config.policy)))
         // Answers checked on the way back (JSON and SSE): lists show only what the caller
         // may use; 2026-07-28 answers made private to caches, their input requests decided.
-        .layer(StageLayer(AnswerFilterStage::new(store, metrics, mirrors, config.answers)))
+        .layer(StageLayer(AnswerFilterStage::new(store, metrics, mirror_check.clone(), config.answers)))
         .service(upstream);
     BoxCloneSyncService::new(service)
 }

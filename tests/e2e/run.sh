@@ -196,6 +196,7 @@ check credentials-stripped-upstream bash -c '
   ! grep -E "authorization=present|dpop=present" "$log"
 ' _ "$E2E_LOGDIR/upstream-shim.log"
 
+. "$here/modern.sh"
 # --- SPIFFE identity: Workload API, mTLS, rotation (spiffe.sh) ---------------------
 . "$here/spiffe.sh"
 
