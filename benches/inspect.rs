@@ -1,11 +1,15 @@
 //! Inspection of one typical `tools/call` body: strict JSON parse (duplicate-key and
 //! depth checks), JSON-RPC validation, typed McpRequest. Target: ≤ 5 µs per message.
+//! `tools_call_2026` is the same call in MCP 2026-07-28 (`_meta` with capabilities and
+//! client info, `Mcp-Method`/`Mcp-Name` checked against the body).
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mcp_pep::mcp::jsonrpc::{PostHeaders, parse_body};
 
 const TOOLS_CALL: &str = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/workspace/src/main.rs","encoding":"utf-8","max_bytes":65536},"_meta":{"progressToken":"p-42"}}}"#;
+
+const TOOLS_CALL_2026: &str = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/workspace/src/main.rs","encoding":"utf-8","max_bytes":65536},"_meta":{"progressToken":"p-42","io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{"form":{}},"sampling":{}},"io.modelcontextprotocol/clientInfo":{"name":"agent","version":"2.3.0"}}}}"#;
 
 fn inspect(c: &mut Criterion) {
     let body = Bytes::from_static(TOOLS_CALL.as_bytes());
@@ -18,6 +22,17 @@ fn inspect(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("tools_call", |b| {
         b.iter(|| parse_body(body.clone(), headers.clone(), 64).map(|r| r.messages.len()))
+    });
+    let modern = Bytes::from_static(TOOLS_CALL_2026.as_bytes());
+    let modern_headers = PostHeaders {
+        protocol_version: Some("2026-07-28".into()),
+        mcp_method: Some("tools/call".into()),
+        mcp_name: Some("read_file".into()),
+        ..Default::default()
+    };
+    group.throughput(Throughput::Bytes(modern.len() as u64));
+    group.bench_function("tools_call_2026", |b| {
+        b.iter(|| parse_body(modern.clone(), modern_headers.clone(), 64).map(|r| r.messages.len()))
     });
     group.finish();
 }
