@@ -135,6 +135,23 @@ export async function dpopSetup({ issuer, clientFile, resource, baseFetch = fetc
   return { ...got, keypair, jkt: await DPoP.calculateThumbprint(keypair.publicKey), fetch: dpopFetch({ token: got.token, keypair, baseFetch, stats }), stats };
 }
 
+/** The line a client prints once it has its token. */
+export function describeToken(dpop) {
+  return `token: ok (${dpop.tokenType}, bound to jkt ${dpop.jkt}, ` +
+    `${dpop.stats.tokenNonceRetries} nonce retries at the token endpoint)`;
+}
+
+/**
+ * The run's DPoP summary line; with expectNonce, throws unless the issuer and the MCP
+ * endpoint each asked for a nonce (nonce mode was exercised, not bypassed).
+ */
+export function finishDpop(dpop, expectNonce) {
+  const { requests, nonceRetries, tokenNonceRetries } = dpop.stats;
+  if (expectNonce && !(tokenNonceRetries > 0)) throw new Error('DPoP: the issuer never asked for a nonce');
+  if (expectNonce && !(nonceRetries > 0)) throw new Error('DPoP: the MCP endpoint never asked for a nonce');
+  return `DPoP: ok (${requests} proofs signed, ${nonceRetries} use_dpop_nonce retries at the MCP endpoint)`;
+}
+
 async function mint([issuer, clientFile, url, method = 'POST']) {
   if (!issuer || !clientFile || !url) {
     console.error('usage: dpop_client.mjs mint ISSUER_URL CLIENT_JSON URL [METHOD]');

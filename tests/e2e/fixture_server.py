@@ -8,8 +8,8 @@ Serves streamable HTTP on 127.0.0.1:PORT/mcp. Requests carrying `MCP-Protocol-Ve
 2025-era traffic takes the `initialize` path (sessions, so the legacy leg of write_file's
 elicitation can be answered mid-call; `--legacy-stateless` serves the legacy era without
 sessions). `--request-log FILE` appends one JSON line per POSTed JSON-RPC message (id, method,
-the MCP-Protocol-Version / Mcp-Method / Mcp-Name / Mcp-Param-Region headers) to FILE: a test
-can see whether a request reached the server.
+the MCP-Protocol-Version / Mcp-Method / Mcp-Name / Mcp-Param-Region headers, whether an
+Authorization or DPoP header came) to FILE: a test can see whether a request reached the server.
 
 Two groups of tools:
 
@@ -469,11 +469,13 @@ async def complete(
 
 
 class RequestLog:
-    """ASGI wrapper: one JSON line per POST (JSON-RPC id and method, the MCP headers) to a file,
-    so a test can tell whether a request reached this server (a proxy must not forward what it
-    refuses). The body is buffered and replayed to the app unchanged."""
+    """ASGI wrapper: one JSON line per POST (JSON-RPC id and method, the MCP headers, and
+    `"authorization"`/`"dpop": "present"` when those came) to a file, so a test can tell whether
+    a request reached this server (a proxy must not forward what it refuses, nor the caller's
+    credentials). The body is buffered and replayed to the app unchanged."""
 
     HEADERS = ("mcp-protocol-version", "mcp-method", "mcp-name", "mcp-session-id", "mcp-param-region")
+    CREDENTIALS = ("authorization", "dpop")
 
     def __init__(self, app, path: str) -> None:
         self.app, self.path = app, path
@@ -498,6 +500,8 @@ class RequestLog:
                 item = item if isinstance(item, dict) else {}
                 entry = {"id": item.get("id"), "method": item.get("method"), "batch": isinstance(parsed, list)}
                 entry.update({h: headers[h] for h in self.HEADERS if h in headers})
+                # Credentials: only whether they came (a proxy must not pass them upstream).
+                entry.update({h: "present" for h in self.CREDENTIALS if h in headers})
                 f.write(json.dumps(entry) + "\n")
         replayed = False
 

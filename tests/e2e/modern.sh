@@ -7,7 +7,7 @@
 #   createMcpHandler); clients py_modern_client.py (Python SDK Client, mode auto / pinned
 #   2026-07-28 / legacy) and ts_modern_client.mjs (@modelcontextprotocol/client, pinned /
 #   auto / legacy); the conformance suite 0.2.0-alpha.12 (`conformance-next`) with
-#   --requirements 2026-07-28 (conformance_modern.sh).
+#   --requirements 2026-07-28 (conformance.sh with CONFORMANCE_SUITE=conformance-next).
 #   1. Directly: every client against both servers (negotiated version asserted, read_file,
 #      write_file's MRTR elicitation round trip, Mcp-Param-Region mirrored, subscriptions/listen
 #      delivering notifications/tools/list_changed), the header table against the fixture
@@ -247,7 +247,8 @@ m_header_checks() {
 mcheck modern-header-table-direct m_header_rows direct "$m_fx" 0
 
 # The whole required conformance set directly, and nothing lost through the proxy.
-mcheck modern-conformance env E2E_MODERN_REQUIRE_ALL=1 ./conformance_modern.sh "$m_fx" "$m_p1" "$m_dir/conformance"
+mcheck modern-conformance env CONFORMANCE_SUITE=conformance-next CONFORMANCE_ARGS="--requirements 2026-07-28" \
+  CONFORMANCE_REQUIRE_ALL=1 ./conformance.sh "$m_fx" "$m_p1" "$m_dir/conformance"
 
 # --- 2. Through mcp-pep, permissive policy -------------------------------------------------
 mcheck modern-py-auto-proxy m_pyc "$m_p1" --expect-version 2026-07-28 --listen

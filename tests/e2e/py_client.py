@@ -14,33 +14,28 @@ Exit 0 on success, 1 with a message on the first failure.
 With --dpop-issuer the client first obtains a DPoP-bound access token by client_credentials
 from ISSUER_URL (OIDC discovery for the token endpoint; private_key_jwt with the client in
 CLIENT_JSON, written by issuer.mjs; a DPoP proof for the token request, retried once on
-`use_dpop_nonce`; resource = URL). Then an `httpx2.Auth` (DPoPAuth) signs a fresh DPoP proof
-for every request to URL (htm, htu, ath, the last server nonce) and sends
+`use_dpop_nonce`; resource = URL). Then an `httpx2.Auth` (dpop_auth.DPoPAuth) signs a fresh
+DPoP proof for every request to URL (htm, htu, ath, the last server nonce) and sends
 `Authorization: DPoP <token>`; a 401 carrying `DPoP-Nonce` is retried once with the nonce.
 --expect-nonce: the issuer and the MCP endpoint must each have asked for a nonce at least once.
 """
 
 import argparse
-import base64
-import hashlib
-import json
 import sys
-import time
-import uuid
 
 import anyio
 import httpx2
-import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
 from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
+
+import dpop_auth
 
 
 class StepFailed(Exception):
     pass
 
 
-# Which client speaks in the log lines; py_mtls_client.py sets its own.
+# Which client speaks in the log lines; py_mtls_client.py and py_modern_client.py set their own.
 LOG_PREFIX = "py"
 
 
@@ -53,108 +48,13 @@ def check(cond: bool, msg: str) -> None:
         raise StepFailed(msg)
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def htu_of(url: str) -> str:
-    """The request URL as DPoP `htu`: without query and fragment (RFC 9449 §4.2)."""
-    return url.split("#", 1)[0].split("?", 1)[0]
-
-
-class DPoPKey:
-    """An ES256 key pair for DPoP proofs."""
-
-    def __init__(self) -> None:
-        self.private = ec.generate_private_key(ec.SECP256R1())
-        nums = self.private.public_key().public_numbers()
-        self.jwk = {
-            "kty": "EC",
-            "crv": "P-256",
-            "x": b64url(nums.x.to_bytes(32, "big")),
-            "y": b64url(nums.y.to_bytes(32, "big")),
-        }
-        # RFC 7638: required members, lexicographic order, no whitespace.
-        canonical = json.dumps({k: self.jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"))
-        self.jkt = b64url(hashlib.sha256(canonical.encode()).digest())
-
-    def proof(self, method: str, url: str, token: str | None = None, nonce: str | None = None) -> str:
-        claims: dict = {"jti": str(uuid.uuid4()), "htm": method.upper(), "htu": htu_of(url), "iat": int(time.time())}
-        if token is not None:
-            claims["ath"] = b64url(hashlib.sha256(token.encode()).digest())
-        if nonce is not None:
-            claims["nonce"] = nonce
-        return jwt.encode(claims, self.private, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": self.jwk})
-
-
-class DPoPAuth(httpx2.Auth):
-    """`Authorization: DPoP <token>` and a fresh proof on every request; one retry with the
-    server's nonce on 401 + `DPoP-Nonce`."""
-
-    def __init__(self, token: str, key: DPoPKey) -> None:
-        self.token = token
-        self.key = key
-        self.nonce: str | None = None  # the last DPoP-Nonce any response carried
-        self.requests = 0
-        self.nonce_retries = 0
-
-    def _sign(self, request: httpx2.Request) -> None:
-        request.headers["Authorization"] = f"DPoP {self.token}"
-        request.headers["DPoP"] = self.key.proof(request.method, str(request.url), self.token, self.nonce)
-        self.requests += 1
-
-    def _note_nonce(self, response: httpx2.Response) -> str | None:
-        fresh = response.headers.get("dpop-nonce")
-        if fresh:
-            self.nonce = fresh
-        return fresh
-
-    def auth_flow(self, request: httpx2.Request):
-        self._sign(request)
-        response = yield request
-        if self._note_nonce(response) and response.status_code == 401:
-            self.nonce_retries += 1
-            self._sign(request)
-            response = yield request
-            self._note_nonce(response)
-
-
-async def obtain_token(issuer: str, client_file: str, resource: str, key: DPoPKey) -> tuple[str, int]:
-    """A DPoP-bound access token by client_credentials + private_key_jwt.
-    Returns (token, nonce retries at the token endpoint)."""
-    with open(client_file) as f:
-        client = json.load(f)
-    signing_key = jwt.algorithms.ECAlgorithm.from_jwk(json.dumps(client["client_jwk"]))
-    async with httpx2.AsyncClient(timeout=10) as http:
-        meta = (await http.get(issuer.rstrip("/") + "/.well-known/openid-configuration")).raise_for_status().json()
-        check(meta["issuer"] == issuer, f"discovery: issuer {meta['issuer']!r} != {issuer!r}")
-        endpoint = meta["token_endpoint"]
-        nonce = None
-        for attempt in range(2):
-            now = int(time.time())
-            assertion = jwt.encode(
-                # A fresh jti per assertion: the issuer refuses a reused one.
-                {"iss": client["client_id"], "sub": client["client_id"], "aud": meta["issuer"],
-                 "jti": str(uuid.uuid4()), "iat": now, "exp": now + 60},
-                signing_key, algorithm=client["client_alg"], headers={"kid": client["client_jwk"]["kid"]},
-            )
-            resp = await http.post(endpoint, headers={"DPoP": key.proof("POST", endpoint, nonce=nonce)}, data={
-                "grant_type": "client_credentials",
-                "client_id": client["client_id"],
-                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                "client_assertion": assertion,
-                "resource": resource,
-                "scope": client.get("scope", "mcp"),
-            })
-            body = resp.json()
-            server_nonce = resp.headers.get("dpop-nonce")
-            if resp.status_code == 400 and body.get("error") == "use_dpop_nonce" and server_nonce and attempt == 0:
-                nonce = server_nonce
-                continue
-            check(resp.status_code == 200, f"token endpoint: HTTP {resp.status_code} {body}")
-            check(body.get("token_type") == "DPoP", f"token endpoint: token_type {body.get('token_type')!r}, want DPoP")
-            return body["access_token"], attempt
-    raise StepFailed("token endpoint: use_dpop_nonce twice")
+def fail(e: BaseException) -> None:
+    """Report a run's failure as `[PREFIX] FAIL: ...` on stderr."""
+    # The SDK's task groups wrap errors in ExceptionGroups; report the innermost.
+    while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
+        e = e.exceptions[0]
+    msg = str(e) if isinstance(e, (StepFailed, dpop_auth.DPoPError)) else f"{type(e).__name__}: {e!r}"
+    print(f"[{LOG_PREFIX}] FAIL: {msg}", file=sys.stderr)
 
 
 async def call_echo(session: ClientSession, label: str) -> None:
@@ -182,13 +82,9 @@ async def expect_denied(session: ClientSession, tool: str, arguments: dict | Non
 
 async def run(url: str, deny_tool: str | None, dpop_issuer: str | None = None,
               dpop_client: str | None = None, expect_nonce: bool = False) -> None:
-    auth: DPoPAuth | None = None
-    token_nonce_retries = 0
-    if dpop_issuer:
-        key = DPoPKey()
-        token, token_nonce_retries = await obtain_token(dpop_issuer, dpop_client, url, key)
-        auth = DPoPAuth(token, key)
-        step(f"token: ok (DPoP, bound to jkt {key.jkt}, {token_nonce_retries} nonce retries at the token endpoint)")
+    auth = await dpop_auth.setup(dpop_issuer, dpop_client, url)
+    if auth is not None:
+        step(dpop_auth.describe_token(auth))
     # Every HTTP exchange the SDK makes, recorded by httpx2 hooks. A response hook
     # runs once the headers arrive, so the long-lived GET stream is seen too.
     exchanges: list[tuple[str, int, str, str | None]] = []
@@ -261,29 +157,20 @@ async def run(url: str, deny_tool: str | None, dpop_issuer: str | None = None,
         step(f"after DELETE: session refused ({resp.status_code})")
 
     if auth is not None:
-        check(not expect_nonce or token_nonce_retries > 0, "DPoP: the issuer never asked for a nonce")
-        check(not expect_nonce or auth.nonce_retries > 0, "DPoP: the MCP endpoint never asked for a nonce")
-        step(f"DPoP: ok ({auth.requests} proofs signed, {auth.nonce_retries} use_dpop_nonce retries at the MCP endpoint)")
+        step(dpop_auth.finish(auth, expect_nonce))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("url")
     ap.add_argument("--expect-deny", metavar="TOOL")
-    ap.add_argument("--dpop-issuer", metavar="ISSUER_URL")
-    ap.add_argument("--dpop-client", metavar="CLIENT_JSON")
-    ap.add_argument("--expect-nonce", action="store_true")
+    dpop_auth.add_arguments(ap)
     args = ap.parse_args()
-    if bool(args.dpop_issuer) != bool(args.dpop_client) or (args.expect_nonce and not args.dpop_issuer):
-        ap.error("--dpop-issuer and --dpop-client go together; --expect-nonce needs them")
+    dpop_auth.check_arguments(ap, args)
     try:
         anyio.run(_bounded, args.url, args.expect_deny, args.dpop_issuer, args.dpop_client, args.expect_nonce)
     except Exception as e:
-        # The SDK's task groups wrap errors in ExceptionGroups; report the innermost.
-        while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
-            e = e.exceptions[0]
-        msg = str(e) if isinstance(e, StepFailed) else f"{type(e).__name__}: {e!r}"
-        print(f"[py] FAIL: {msg}", file=sys.stderr)
+        fail(e)
         return 1
     step("all steps passed")
     return 0

@@ -4,16 +4,30 @@
 Usage: py_modern_client.py URL [--mode auto|legacy|2026-07-28] [--expect-version V]
                            [--expect-deny TOOL]... [--deny-code N] [--no-write] [--listen]
                            [--trigger-url URL] [--expect-list-scope SCOPE[:MAX_TTL_MS]]
+                           [--discover] [--expect-tools NAME,...]
+                           [--dpop-issuer ISSUER_URL --dpop-client CLIENT_JSON [--expect-nonce]]
+                           [--cert CERT --key KEY --ca CA [--server-id ID]]
 
 URL is a fixture_server.py (or ts_modern_server.mjs), directly or through mcp-pep.
 `--mode` is the SDK's negotiation: `auto` (default: probes server/discover, falls back to
 initialize), `legacy` (initialize) or a pinned version (`2026-07-28`, no probe).
 
+Credentials (py_client.py's and py_mtls_client.py's code, imported):
+  --dpop-issuer/--dpop-client/--expect-nonce: a DPoP-bound token by client_credentials from
+     the issuer, then `Authorization: DPoP` and a fresh proof on every request
+     (dpop_auth.DPoPAuth on the httpx2 client), one retry on 401 + DPoP-Nonce; --expect-nonce:
+     the issuer and the MCP endpoint must each have asked for a nonce.
+  --cert/--key/--ca: mutual TLS with an X.509-SVID (URL https://...); the server's certificate
+     must chain to CA and name --server-id (default the sidecar's SPIFFE ID), checked on every
+     TLS connection (py_mtls_client.PeerCheck); every response must have come over TLS.
+
 Steps, each failing the run with a message:
   1. connect; print the negotiated protocol version (and server); `--expect-version V`
      requires it. On 2026-07-28 every POST must carry `MCP-Protocol-Version: 2026-07-28`
      and `Mcp-Method`, and no `Mcp-Session-Id`; on 2025-era an `initialize` was sent.
-  2. tools/list: must list read_file; every `--expect-deny` tool must be hidden.
+     `--discover` (2026-07-28): a `server/discover` request; supportedVersions has 2026-07-28.
+  2. tools/list: must list read_file; every `--expect-deny` tool must be hidden;
+     `--expect-tools a,b`: exactly these tools are listed.
      `--expect-list-scope private:60000`: the result's cacheScope must be SCOPE and its
      ttlMs at most MAX (2026-07-28 only; a filtering proxy must mark lists private).
   3. read_file {"path": "/workspace/readme.md"} -> "contents of /workspace/readme.md"
@@ -49,6 +63,13 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import ToolsListChanged
 from mcp.types import ElicitResult, ErrorData
 
+import dpop_auth
+import py_client
+import py_mtls_client
+from py_client import StepFailed, check, step
+
+py_client.LOG_PREFIX = "pymodern"  # after py_mtls_client's import, which sets its own
+
 MODERN = "2026-07-28"
 READ_PATH = "/workspace/readme.md"
 WRITE_PATH = "/workspace/out.txt"
@@ -61,19 +82,6 @@ DENY_ARGS = {
     "execute_command": {"command": "id"},
     "fetch_url": {"url": "https://evil.example/"},
 }
-
-
-class StepFailed(Exception):
-    pass
-
-
-def step(msg: str) -> None:
-    print(f"[pymodern] {msg}", flush=True)
-
-
-def check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise StepFailed(msg)
 
 
 class Recorder:
@@ -123,7 +131,17 @@ async def run(args: argparse.Namespace) -> None:
         step(f"elicitation: {params.message!r} -> accept {{confirm: true}}")
         return ElicitResult(action="accept", content={"confirm": True})
 
-    http = httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=120), event_hooks={"response": [rec.on_response]})
+    hooks = [rec.on_response]
+    tls: dict = {}
+    peers = None
+    if args.cert:
+        peers = py_mtls_client.PeerCheck(args.server_id)
+        hooks.insert(0, peers)
+        tls["verify"] = py_mtls_client.ssl_context(args.cert, args.key, args.ca)
+    auth = await dpop_auth.setup(args.dpop_issuer, args.dpop_client, args.url)
+    if auth is not None:
+        step(dpop_auth.describe_token(auth))
+    http = httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=120), event_hooks={"response": hooks}, auth=auth, **tls)
     async with http:
         transport = streamable_http_client(args.url, http_client=http)
         # No client-side response cache: every list must reach the wire, so the result's
@@ -141,12 +159,22 @@ async def run(args: argparse.Namespace) -> None:
             else:
                 check("initialize" in rec.body_methods, f"legacy: no initialize was sent ({rec.body_methods})")
             step(f"connect: POSTed {rec.body_methods}")
+            if args.discover:
+                check(modern, "--discover needs a 2026-07-28 connection")
+                raw = await client.session.send_discover(MODERN)
+                supported = raw.get("supportedVersions", [])
+                check(MODERN in supported, f"server/discover: supportedVersions {supported}")
+                check(bool(rec.posts("server/discover")), "server/discover: no POST with Mcp-Method server/discover")
+                step(f"server/discover: ok (supportedVersions {supported})")
 
             listed = await client.list_tools()
             names = sorted(t.name for t in listed.tools)
             check("read_file" in names, f"tools/list: no read_file in {names}")
             for tool in args.expect_deny:
                 check(tool not in names, f"tools/list: {tool} is listed but must be hidden")
+            if args.expect_tools is not None:
+                want = sorted(t for t in args.expect_tools.split(",") if t)
+                check(names == want, f"tools/list: {names}, want exactly {want}")
             scope, ttl = getattr(listed, "cache_scope", None), getattr(listed, "ttl_ms", None)
             step(f"tools/list: ok ({len(names)} tools, cacheScope {scope}, ttlMs {ttl})")
             if args.expect_list_scope:
@@ -210,6 +238,10 @@ async def run(args: argparse.Namespace) -> None:
             check(not any("mcp-session-id" in h for _, _, h in rec.exchanges), "modern: an Mcp-Session-Id was sent")
             check(not any(m != "POST" for m, _, _ in rec.exchanges), "modern: a GET or DELETE was sent")
             step("headers: ok (every POST had MCP-Protocol-Version 2026-07-28, every request Mcp-Method, no session id)")
+    if peers is not None:
+        step(peers.summary())
+    if auth is not None:
+        step(dpop_auth.finish(auth, args.expect_nonce))
     step("all steps passed")
 
 
@@ -247,14 +279,21 @@ def main() -> int:
     parser.add_argument("--listen", action="store_true")
     parser.add_argument("--trigger-url")
     parser.add_argument("--expect-list-scope", metavar="SCOPE[:MAX_TTL_MS]")
+    parser.add_argument("--discover", action="store_true", help="send server/discover (2026-07-28)")
+    parser.add_argument("--expect-tools", metavar="NAME,...", help="tools/list lists exactly these")
+    dpop_auth.add_arguments(parser)
+    parser.add_argument("--cert", help="client X.509-SVID (PEM): mutual TLS")
+    parser.add_argument("--key", help="its private key (PEM)")
+    parser.add_argument("--ca", help="X.509 bundle (PEM) the server must chain to")
+    parser.add_argument("--server-id", default=py_mtls_client.SIDECAR_ID, help="the server's SPIFFE ID")
     args = parser.parse_args()
+    dpop_auth.check_arguments(parser, args)
+    if not (bool(args.cert) == bool(args.key) == bool(args.ca)):
+        parser.error("--cert, --key and --ca go together")
     try:
         anyio.run(_bounded, args)
     except Exception as e:
-        while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
-            e = e.exceptions[0]
-        msg = str(e) if isinstance(e, StepFailed) else f"{type(e).__name__}: {e!r}"
-        print(f"[pymodern] FAIL: {msg}", file=sys.stderr)
+        py_client.fail(e)
         return 1
     return 0
 

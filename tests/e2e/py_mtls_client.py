@@ -124,6 +124,33 @@ def verify_peer(ssl_object: ssl.SSLObject | ssl.SSLSocket, server_id: str) -> by
     return der
 
 
+class PeerCheck:
+    """An httpx2 response hook: every response came over TLS, and each TLS connection's server
+    certificate names server_id (checked once per connection). Counts the responses per server
+    certificate (`seen_certs`). py_modern_client.py uses it too."""
+
+    def __init__(self, server_id: str) -> None:
+        self.server_id = server_id
+        self.seen_certs: dict[bytes, int] = {}  # server certificate -> responses over it
+        self.connections: dict[int, object] = {}  # the TLS connections verified (kept: ids stay unique)
+
+    async def __call__(self, resp: httpx2.Response) -> None:
+        stream = resp.extensions.get("network_stream")
+        ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+        check(ssl_object is not None, f"{resp.request.method} {resp.request.url}: not over TLS")
+        if id(ssl_object) not in self.connections:  # once per TLS connection
+            der = verify_peer(ssl_object, self.server_id)
+            self.connections[id(ssl_object)] = ssl_object
+            if len(self.connections) == 1:
+                step(f"TLS: server {self.server_id} ({describe(der)}, {ssl_object.version()})")
+        der = ssl_object.getpeercert(binary_form=True)
+        self.seen_certs[der] = self.seen_certs.get(der, 0) + 1
+
+    def summary(self) -> str:
+        return (f"{len(self.connections)} TLS connection(s), each verified; server certificates seen: "
+                + ", ".join(f"{describe(d)} x{n}" for d, n in self.seen_certs.items()))
+
+
 async def call_tool(session: ClientSession, tool: str, arguments: dict, deny: bool,
                     expect_text: str | None) -> None:
     label = f"tools/call {tool} {json.dumps(arguments, separators=(',', ':'))}"
@@ -143,29 +170,18 @@ async def call_tool(session: ClientSession, tool: str, arguments: dict, deny: bo
 async def run(url: str, ctx: ssl.SSLContext, server_id: str, headers: dict[str, str], args) -> None:
     deny_tool = args.expect_deny if args.expect_deny != CALLED_TOOL else None
     ready_file, wait_file = args.ready_file, args.wait_file
-    seen_certs: dict[bytes, int] = {}  # server certificate -> responses over it
-    connections: dict[int, object] = {}  # the TLS connections verified (kept: ids stay unique)
+    peers = PeerCheck(server_id)
     deletes: list[int] = []
     post_statuses: list[int] = []  # every POST's HTTP status, in order
 
     async def on_response(resp: httpx2.Response) -> None:
-        stream = resp.extensions.get("network_stream")
-        ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
-        check(ssl_object is not None, f"{resp.request.method} {resp.request.url}: not over TLS")
-        if id(ssl_object) not in connections:  # once per TLS connection
-            der = verify_peer(ssl_object, server_id)
-            connections[id(ssl_object)] = ssl_object
-            if len(connections) == 1:
-                step(f"TLS: server {server_id} ({describe(der)}, {ssl_object.version()})")
-        der = ssl_object.getpeercert(binary_form=True)
-        seen_certs[der] = seen_certs.get(der, 0) + 1
         if resp.request.method == "DELETE":
             deletes.append(resp.status_code)
         if resp.request.method == "POST":
             post_statuses.append(resp.status_code)
 
     http = httpx2.AsyncClient(verify=ctx, timeout=httpx2.Timeout(30, read=300), headers=headers,
-                              event_hooks={"response": [on_response]})
+                              event_hooks={"response": [peers, on_response]})
     if headers:
         step("headers on every request: " + ", ".join(f"{k}: {v[:24]}{'...' if len(v) > 24 else ''}"
                                                       for k, v in headers.items()))
@@ -206,7 +222,7 @@ async def run(url: str, ctx: ssl.SSLContext, server_id: str, headers: dict[str, 
         check(bool(deletes), "DELETE: the SDK did not send it")
         check(200 <= deletes[0] < 300, f"DELETE: status {deletes[0]}")
         step(f"DELETE: ok ({deletes[0]})")
-    step(f"{len(connections)} TLS connection(s), each verified; server certificates seen: " + ", ".join(f"{describe(d)} x{n}" for d, n in seen_certs.items()))
+    step(peers.summary())
 
 
 async def expect_rejected(url: str, http: httpx2.AsyncClient, spec: tuple[int, int, str],
@@ -331,11 +347,7 @@ def main() -> int:
     try:
         anyio.run(_bounded, args.url, ctx, args.server_id, dict(args.header), args)
     except Exception as e:
-        # The SDK's task groups wrap errors in ExceptionGroups; report the innermost.
-        while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
-            e = e.exceptions[0]
-        msg = str(e) if isinstance(e, StepFailed) else f"{type(e).__name__}: {e!r}"
-        print(f"[py-mtls] FAIL: {msg}", file=sys.stderr)
+        py_client.fail(e)
         return 1
     step(f"all steps passed ({time.monotonic() - t0:.1f}s)")
     return 0

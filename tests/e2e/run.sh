@@ -11,8 +11,12 @@
 # request; no credentials, a replayed proof, a token with another key's proof and a
 # bound token sent as Bearer all refused with 401 challenges; the RFC 9728 metadata;
 # and nonce mode end to end (a third mcp-pep from a YAML config with dpop_nonce: true,
-# an issuer that demands nonces too). Then SPIFFE (spiffe.sh): mcp-pep's SVID and bundles
-# from a Workload API server, the Python SDK over mTLS, refused certificates, rotation.
+# an issuer that demands nonces too). Then the 2026-07-28 clients (py_modern_client.py,
+# ts_modern_client.mjs) with DPoP through two more mcp-peps in front of fixture_server.py
+# (tests/e2e/policies; nonce mode with the shipped policies and a loopback identity). Then the
+# 2026-07-28 stage (modern.sh) and SPIFFE (spiffe.sh): mcp-pep's SVID and bundles from a
+# Workload API server, the Python SDK over mTLS (with the shipped policies in front of the
+# fixture too), refused certificates, rotation.
 # Ends with the plain "N passed, M failed" line.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -153,24 +157,36 @@ nonce_client_json="$E2E_LOGDIR/nonce-issuer-client.json"
 start_bg upstream-shim "$E2E_NODE" deny_shim.mjs "$shim_port" "$direct" no-such-tool
 wait_http "http://127.0.0.1:$shim_port/mcp"
 start_issuer nonce-issuer "$nonce_issuer_port" "$nonce_mcp" "$nonce_client_json" --nonce
-nonce_config="$E2E_LOGDIR/mcp-pep-nonce.yaml"
-cat >"$nonce_config" <<YAML
-listen: "127.0.0.1:$nonce_port"
-admin_listen: "127.0.0.1:$nonce_admin_port"
+# start_auth_pep NAME PORT ADMIN_PORT UPSTREAM POLICY_DIR ISSUER NONCE [LOCAL_SPIFFE_ID]: mcp-pep
+# from $E2E_LOGDIR/NAME.yaml on 127.0.0.1:PORT/mcp, DPoP-bound tokens from ISSUER required
+# (audience and public URL: its own /mcp), dpop_nonce: NONCE (true/false); loopback callers
+# get LOCAL_SPIFFE_ID when given. Returns once its admin port answers.
+start_auth_pep() {
+  local name="$1" port="$2" admin_port="$3" upstream="$4" policy="$5" issuer_url="$6" nonce="$7" local_id="${8:-}"
+  local config="$E2E_LOGDIR/$name.yaml" mcp="http://127.0.0.1:$2/mcp"
+  cat >"$config" <<YAML
+listen: "127.0.0.1:$port"
+admin_listen: "127.0.0.1:$admin_port"
 upstream:
-  url: "http://127.0.0.1:$shim_port/mcp"
+  url: "$upstream"
 policy:
-  dir: "$here/policies"
+  dir: "$policy"
 auth:
   issuers:
-    - issuer: "$nonce_issuer"
-  audiences: ["$nonce_mcp"]
-  public_url: "$nonce_mcp"
+    - issuer: "$issuer_url"
+  audiences: ["$mcp"]
+  public_url: "$mcp"
   dpop: required
-  dpop_nonce: true
+  dpop_nonce: $nonce
 YAML
-start_bg mcp-pep-nonce env RUST_LOG=info "$bin" run --config "$nonce_config"
-wait_http "$nonce_admin/healthz"
+  if [[ -n "$local_id" ]]; then
+    printf 'identity:\n  local_spiffe_id: "%s"\n' "$local_id" >>"$config"
+  fi
+  start_bg "$name" env RUST_LOG=info "$bin" run --config "$config"
+  wait_http "http://127.0.0.1:$admin_port/healthz" 20 || { cat "$E2E_LOGDIR/$name.log" >&2; return 1; }
+}
+start_auth_pep mcp-pep-nonce "$nonce_port" "$nonce_admin_port" "http://127.0.0.1:$shim_port/mcp" \
+  "$here/policies" "$nonce_issuer" true
 echo "e2e: nonce issuer $nonce_issuer, mcp-pep with dpop_nonce $nonce_mcp (admin $nonce_admin)"
 nonce_args=(--dpop-issuer "$nonce_issuer" --dpop-client "$nonce_client_json" --expect-nonce)
 
@@ -195,6 +211,75 @@ check credentials-stripped-upstream bash -c '
   grep -q "^POST .*session=" "$log" || { echo "the upstream shim saw no traffic" >&2; exit 1; }
   ! grep -E "authorization=present|dpop=present" "$log"
 ' _ "$E2E_LOGDIR/upstream-shim.log"
+
+# --- 2026-07-28 clients with DPoP: fixture_server.py behind mcp-pep with credentials ---
+# server-everything has no 2026-07-28, so two more mcp-peps stand in front of a fixture
+# (fixture_server.py, logging what reaches it, credentials included), each trusting its own
+# issuer (a token's audience is the one mcp-pep it is for):
+#   - mcp-pep-modern-auth: DPoP required, tests/e2e/policies. Tokens only, no SPIFFE
+#     identity: the shipped policies would deny every message, so the e2e policy (which denies
+#     only get-env, not in the fixture) lets every step through the credentials stack.
+#   - mcp-pep-modern-nonce: DPoP nonces (dpop_nonce: true, and an issuer demanding them), the
+#     SHIPPED policies with the untrusted agent as the loopback identity
+#     (identity.local_spiffe_id): a DPoP caller still gets the policy's -31001 denials.
+ma_fx_port="$(free_port)"
+ma_upstream_log="$E2E_LOGDIR/modern-auth-upstream.jsonl"
+: >"$ma_upstream_log"
+start_bg modern-auth-fixture "$E2E_PY" fixture_server.py "$ma_fx_port" --request-log "$ma_upstream_log"
+ma_fx="http://127.0.0.1:$ma_fx_port/mcp"
+wait_http "$ma_fx" 30 || cat "$E2E_LOGDIR/modern-auth-fixture.log" >&2
+ma_issuer_port="$(free_port)" ma_port="$(free_port)" ma_admin_port="$(free_port)"
+ma_issuer="http://127.0.0.1:$ma_issuer_port"
+ma_mcp="http://127.0.0.1:$ma_port/mcp"
+ma_client_json="$E2E_LOGDIR/modern-issuer-client.json"
+start_issuer modern-issuer "$ma_issuer_port" "$ma_mcp" "$ma_client_json"
+start_auth_pep mcp-pep-modern-auth "$ma_port" "$ma_admin_port" "$ma_fx" "$here/policies" "$ma_issuer" false
+mn_issuer_port="$(free_port)" mn_port="$(free_port)" mn_admin_port="$(free_port)"
+mn_issuer="http://127.0.0.1:$mn_issuer_port"
+mn_mcp="http://127.0.0.1:$mn_port/mcp"
+mn_client_json="$E2E_LOGDIR/modern-nonce-issuer-client.json"
+start_issuer modern-nonce-issuer "$mn_issuer_port" "$mn_mcp" "$mn_client_json" --nonce
+start_auth_pep mcp-pep-modern-nonce "$mn_port" "$mn_admin_port" "$ma_fx" "$here/../../policies" "$mn_issuer" true \
+  "spiffe://mcp-identity.local/ns/mcp-agents/sa/untrusted-agent"
+echo "e2e: fixture $ma_fx; mcp-pep with DPoP $ma_mcp (issuer $ma_issuer), with DPoP nonces and the shipped" \
+  "policies (untrusted agent) $mn_mcp (issuer $mn_issuer)"
+ma_dpop=(--dpop-issuer "$ma_issuer" --dpop-client "$ma_client_json")
+mn_dpop=(--dpop-issuer "$mn_issuer" --dpop-client "$mn_client_json" --expect-nonce)
+
+# Every step of the modern clients (discover, read_file, write_file's two MRTR rounds,
+# Mcp-Param-Region, subscriptions/listen) with a token and a fresh proof per request.
+check modern-auth-py-pinned-dpop "$E2E_PY" py_modern_client.py "$ma_mcp" --mode 2026-07-28 \
+  --expect-version 2026-07-28 --discover --listen "${ma_dpop[@]}"
+check modern-auth-py-auto-dpop "$E2E_PY" py_modern_client.py "$ma_mcp" --expect-version 2026-07-28 "${ma_dpop[@]}"
+check modern-auth-ts-pinned-dpop "$E2E_NODE" ts_modern_client.mjs "$ma_mcp" --expect-version 2026-07-28 --listen \
+  "${ma_dpop[@]}"
+# The credentials are required: without DPoP the same clients are refused.
+check modern-auth-py-no-credentials-fails fails "$E2E_PY" py_modern_client.py "$ma_mcp" --mode 2026-07-28 --no-write
+check modern-auth-ts-no-credentials-fails fails "$E2E_NODE" ts_modern_client.mjs "$ma_mcp" --no-write
+# --expect-nonce is not vacuous: this mcp-pep and its issuer ask for no nonce.
+check modern-auth-expect-nonce-fails fails "$E2E_PY" py_modern_client.py "$ma_mcp" --mode 2026-07-28 --no-write \
+  "${ma_dpop[@]}" --expect-nonce
+# Nonce mode and the shipped policies: the untrusted agent sees only read_file; the other
+# catalog tools are refused -31001 and the client stays usable (read_file after each).
+mn_denies=(--expect-deny write_file --expect-deny query_database --expect-deny call_api
+  --expect-deny execute_command --expect-deny fetch_url)
+check modern-nonce-py-pinned-dpop "$E2E_PY" py_modern_client.py "$mn_mcp" --mode 2026-07-28 \
+  --expect-version 2026-07-28 --expect-tools read_file "${mn_denies[@]}" "${mn_dpop[@]}"
+check modern-nonce-ts-pinned-dpop "$E2E_NODE" ts_modern_client.mjs "$mn_mcp" --expect-version 2026-07-28 \
+  "${mn_denies[@]}" "${mn_dpop[@]}"
+check modern-nonce-metric metric_at "http://127.0.0.1:$mn_admin_port" \
+  'mcp_pep_rejections_total{reason="nonce_missing",stage="credentials"}' 2
+# What reached the fixture: both rounds of write_file, never a denied call, never credentials.
+check modern-auth-upstream-log python3 - "$ma_upstream_log" <<'PY'
+import json, sys
+entries = [json.loads(line) for line in open(sys.argv[1])]
+calls = [e.get("mcp-name") for e in entries if e.get("method") == "tools/call"]
+print(f"{len(entries)} messages reached the fixture; tools/call: {sorted(set(calls))}")
+assert calls.count("write_file") >= 4, "want write_file's two MRTR rounds from each client"
+assert not {"execute_command", "call_api", "fetch_url"} & set(calls), "a denied call reached the fixture"
+leaked = [e for e in entries if "authorization" in e or "dpop" in e]
+assert not leaked, f"credentials reached the fixture: {leaked[:2]}"
+PY
 
 . "$here/modern.sh"
 # --- SPIFFE identity: Workload API, mTLS, rotation (spiffe.sh) ---------------------

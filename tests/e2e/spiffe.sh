@@ -31,6 +31,12 @@
 #     with "use": "x509-svid" is not a JWT authority); the refusals are counted in
 #     mcp_pep_rejections_total{stage="credentials"} and logged;
 #   - /readyz on the admin port is 200.
+#   - the shipped policies (policies/) over mTLS: a second mcp-pep on the same Workload API in
+#     front of fixture_server.py; py_modern_client.py pinned to 2026-07-28 with each agent's
+#     SVID: the trusted agent discovers, sees the six catalog tools, reads, writes (both MRTR
+#     rounds) and listens; the semi-trusted agent may not write, execute or fetch; the untrusted
+#     agent sees only read_file and every other catalog tool is refused with -31001, the client
+#     usable after each; the refused calls never reach the fixture.
 # Run alone it installs the peers (setup.sh), starts server-everything and ends with
 # "spiffe e2e: N passed, M failed". Sourced by run.sh (`. spiffe.sh`) it uses the caller's
 # $bin, $here, lib.sh and $direct (server-everything) and adds its checks to the caller's count.
@@ -152,10 +158,11 @@ spiffe_metric() {
     index($0, m" ") == 1 { v = $2; seen = 1 }
     END { print m " = " (seen ? v : "absent") ", want >= " n; exit !(seen && v >= n) }'
 }
-# decision_logged SPIFFE_ID TEXT [FROM]: a line of mcp-pep's log (from line FROM on, default
-# 1) names the caller SPIFFE_ID and TEXT (e.g. the policy's reason), colour codes aside.
+# decision_logged SPIFFE_ID TEXT [FROM [NAME]]: a line of mcp-pep's log (NAME.log, default
+# mcp-pep-spiffe; from line FROM on, default 1) names the caller SPIFFE_ID and TEXT (e.g. the
+# policy's reason), colour codes aside.
 decision_logged() {
-  tail -n "+${3:-1}" "$E2E_LOGDIR/mcp-pep-spiffe.log" | sed 's/\x1b\[[0-9;]*m//g' | grep -F "$1" | grep -F "$2"
+  tail -n "+${3:-1}" "$E2E_LOGDIR/${4:-mcp-pep-spiffe}.log" | sed 's/\x1b\[[0-9;]*m//g' | grep -F "$1" | grep -F "$2"
 }
 # log_mark: the number of the next line mcp-pep will write to its log (for decision_logged's FROM).
 log_mark() { echo $(($(wc -l <"$E2E_LOGDIR/mcp-pep-spiffe.log") + 1)); }
@@ -265,6 +272,80 @@ check spiffe-jwt-svid-expired-metric \
   spiffe_metric 'mcp_pep_rejections_total{reason="jwt_svid_expired",stage="credentials"}' 1
 check spiffe-jwt-svid-unknown-kid-metric \
   spiffe_metric 'mcp_pep_rejections_total{reason="jwt_svid_unknown_kid",stage="credentials"}' 2
+
+# --- The shipped policies over mTLS: 2026-07-28 clients in front of fixture_server.py ---
+# A second mcp-pep on the same Workload API (the same sidecar SVID), serving mTLS in front of
+# fixture_server.py with the shipped policies (policies/ at the repository root): the client
+# certificate's SPIFFE ID is the identity the trust levels of policies/catalog.json key on.
+# py_modern_client.py pinned to 2026-07-28 over mTLS (the server verified as a chain to the
+# bundle and by its SPIFFE ID on every connection).
+sp_fx_port="$(free_port)" sp_port="$(free_port)" sp_admin_port="$(free_port)"
+sp_upstream_log="$spiffe_dir/shipped-upstream-requests.jsonl"
+: >"$sp_upstream_log"
+start_bg spiffe-fixture "$E2E_PY" fixture_server.py "$sp_fx_port" --request-log "$sp_upstream_log"
+sp_fx="http://127.0.0.1:$sp_fx_port/mcp"
+sp_mcp="https://127.0.0.1:$sp_port/mcp"
+sp_admin="http://127.0.0.1:$sp_admin_port"
+sp_config="$spiffe_dir/mcp-pep-spiffe-shipped.yaml"
+cat >"$sp_config" <<YAML
+listen: "127.0.0.1:$sp_port"
+admin_listen: "127.0.0.1:$sp_admin_port"
+upstream:
+  url: "$sp_fx"
+policy:
+  dir: "$here/../../policies"
+identity:
+  source: workload_api
+  workload_api_socket: "unix://$sock"
+  mtls: true
+  trust_domains: [$td]
+YAML
+start_bg mcp-pep-spiffe-shipped env RUST_LOG=info "$bin" run --config "$sp_config"
+wait_http "$sp_fx" 30 || cat "$E2E_LOGDIR/spiffe-fixture.log" >&2
+echo "spiffe: fixture $sp_fx, mcp-pep with the shipped policies $sp_mcp (admin $sp_admin)"
+# modern_mtls CERT_NAME ARGS...: py_modern_client.py pinned to 2026-07-28 (unless ARGS has
+# another --mode) to that mcp-pep over mTLS with OUTDIR/svid-CERT_NAME.*.
+modern_mtls() {
+  local name="$1"; shift
+  "$E2E_PY" py_modern_client.py "$sp_mcp" --mode 2026-07-28 --expect-version 2026-07-28 \
+    --cert "$pki/svid-$name.pem" --key "$pki/svid-$name.key" --ca "$bundle" --server-id "$sidecar_id" "$@"
+}
+sp_untrusted_denies=(--expect-deny write_file --expect-deny query_database --expect-deny call_api
+  --expect-deny execute_command --expect-deny fetch_url)
+check spiffe-shipped-readyz retry 10 curl -sf "$sp_admin/readyz"
+check spiffe-shipped-no-client-cert-refused "$E2E_PY" py_mtls_client.py "$sp_mcp" - - "$bundle" \
+  --server-id "$sidecar_id" --probe --expect-refused by-server
+# Trusted: server/discover, tools/list filtered to the catalog (the fixture's test_* tools and
+# add_tool are not in it), read_file, write_file's MRTR elicitation (both rounds allowed),
+# query_database with Mcp-Param-Region, subscriptions/listen (add_tool called on the fixture).
+check spiffe-shipped-trusted-py-pinned modern_mtls trusted-agent --discover \
+  --expect-tools call_api,execute_command,fetch_url,query_database,read_file,write_file \
+  --listen --trigger-url "$sp_fx"
+# Python mode auto (a later --mode wins): its server/discover probe negotiates 2026-07-28 over mTLS.
+check spiffe-shipped-trusted-py-auto modern_mtls trusted-agent --mode auto
+# Semi-trusted: reads, queries and calls APIs; may not write, execute or fetch.
+check spiffe-shipped-semi-trusted-py-pinned modern_mtls semi-trusted-agent \
+  --expect-tools call_api,query_database,read_file \
+  --expect-deny write_file --expect-deny execute_command --expect-deny fetch_url
+# Untrusted: only read_file listed; every other catalog tool refused with -31001 (HTTP 200),
+# read_file working after each refusal.
+check spiffe-shipped-untrusted-py-pinned modern_mtls untrusted-agent --expect-tools read_file "${sp_untrusted_denies[@]}"
+# Not vacuous: the bare fixture lists every tool and refuses nothing.
+check spiffe-shipped-untrusted-needs-proxy fails "$E2E_PY" py_modern_client.py "$sp_fx" --mode 2026-07-28 \
+  --expect-tools read_file "${sp_untrusted_denies[@]}"
+# The server identity check bites: another expected SPIFFE ID fails the run.
+check spiffe-shipped-wrong-server-id-fails fails modern_mtls trusted-agent --no-write \
+  --server-id "spiffe://$td/ns/mcp-tools/sa/another-service"
+check spiffe-shipped-decision-log decision_logged "$(agent_id untrusted-agent)" \
+  'tool_access.category: untrusted may not use shell tools' 1 mcp-pep-spiffe-shipped
+# What reached the fixture: the trusted agent's two write_file rounds; none of the refused calls.
+check spiffe-shipped-upstream-log python3 - "$sp_upstream_log" <<'PY'
+import json, sys
+calls = [e.get("mcp-name") for e in map(json.loads, open(sys.argv[1])) if e.get("method") == "tools/call"]
+print(f"tools/call that reached the fixture: {sorted(set(calls))}")
+assert calls.count("write_file") >= 4, "want write_file's two MRTR rounds from each trusted run"
+assert not {"execute_command", "fetch_url"} & set(calls), "a refused call reached the fixture"
+PY
 
 # --- Rotation: a new SVID (signed by ca2) and the bundle {ca, ca2} pushed on the stream ---
 # A session opened before the rotation; it trusts both CAs, as a client would once the

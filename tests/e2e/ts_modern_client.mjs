@@ -5,6 +5,13 @@
 // Usage: node ts_modern_client.mjs URL [--mode pin|auto|legacy] [--expect-version V]
 //          [--expect-deny TOOL]... [--deny-code N] [--no-write] [--listen] [--trigger-url URL]
 //          [--expect-list-scope SCOPE[:MAX_TTL_MS]]
+//          [--dpop-issuer ISSUER_URL --dpop-client CLIENT_JSON [--expect-nonce]]
+//
+// --dpop-issuer: as ts_client.mjs, with dpop_client.mjs's code: a DPoP-bound token by
+// client_credentials, then `Authorization: DPoP` and a fresh proof on every request to URL
+// (a custom fetch under the transport's), one retry on 401 + DPoP-Nonce; --expect-nonce: the
+// issuer and the MCP endpoint must each have asked for a nonce. The --trigger-url client
+// sends no credentials.
 //
 // --mode: `pin` (default: versionNegotiation {mode: {pin: '2026-07-28'}}, no fallback),
 // `auto` (probe server/discover, fall back to initialize) or `legacy` (the SDK default:
@@ -26,6 +33,7 @@
 //   7. --listen: client.listen({toolsListChanged: true}); add_tool on this connection (or on
 //      --trigger-url); notifications/tools/list_changed within 10 s.
 import { Client, StreamableHTTPClientTransport, ProtocolError } from '@modelcontextprotocol/client';
+import { dpopSetup, describeToken, finishDpop } from './dpop_client.mjs';
 
 const MODERN = '2026-07-28';
 const READ_PATH = '/workspace/readme.md';
@@ -41,7 +49,8 @@ const DENY_ARGS = {
 
 const usage = () => {
   console.error('usage: ts_modern_client.mjs URL [--mode pin|auto|legacy] [--expect-version V] [--expect-deny TOOL]... ' +
-    '[--deny-code N] [--no-write] [--listen] [--trigger-url URL] [--expect-list-scope SCOPE[:MAX_TTL_MS]]');
+    '[--deny-code N] [--no-write] [--listen] [--trigger-url URL] [--expect-list-scope SCOPE[:MAX_TTL_MS]] ' +
+    '[--dpop-issuer ISSUER_URL --dpop-client CLIENT_JSON [--expect-nonce]]');
   process.exit(2);
 };
 const args = process.argv.slice(2);
@@ -62,8 +71,12 @@ const noWrite = flag('--no-write');
 const listen = flag('--listen');
 const triggerUrl = option('--trigger-url');
 const expectListScope = option('--expect-list-scope');
+const dpopIssuer = option('--dpop-issuer');
+const dpopClient = option('--dpop-client');
+const expectNonce = flag('--expect-nonce');
 const url = args[0];
 if (!url || args.length !== 1 || !['pin', 'auto', 'legacy'].includes(mode)) usage();
+if (!dpopIssuer !== !dpopClient || (expectNonce && !dpopIssuer)) usage();
 
 const step = (msg) => console.log(`[tsmodern] ${msg}`);
 class StepFailed extends Error {}
@@ -74,11 +87,13 @@ const negotiation = (m) => (m === 'pin' ? { mode: { pin: MODERN } } : { mode: m 
 // tools/list responses the raw cacheScope/ttlMs (the SDK's typed result may not keep them).
 const exchanges = [];
 const listHints = [];
-const recordingFetch = async (input, init = {}) => {
+// recording(baseFetch): a fetch recording each exchange, sent with baseFetch (plain, or DPoP's).
+// The headers recorded are the SDK's (a DPoP fetch adds its own underneath).
+const recording = (baseFetch) => async (input, init = {}) => {
   const headers = Object.fromEntries([...new Headers(init.headers).entries()]);
   let bodyMethod;
   try { bodyMethod = JSON.parse(init.body)?.method ?? '(response)'; } catch { bodyMethod = undefined; }
-  const res = await fetch(input, init);
+  const res = await baseFetch(input, init);
   exchanges.push({ url: String(input?.url ?? input), method: init.method ?? 'GET', status: res.status, headers, bodyMethod });
   if (bodyMethod === 'tools/list' && res.ok) {
     res.clone().text().then((text) => {
@@ -95,13 +110,13 @@ const posts = (mcpMethod, name) => exchanges.filter((e) => e.method === 'POST' &
   (name === undefined || e.headers['mcp-name'] === name));
 const textOf = (res) => (res.content ?? []).filter((c) => c.type === 'text').map((c) => c.text).join(' ');
 
-async function connect(target, negotiationMode, onElicit) {
+async function connect(target, negotiationMode, onElicit, baseFetch = fetch) {
   const client = new Client({ name: 'mcp-pep-e2e-ts-modern', version: '1.0.0' }, {
     capabilities: { elicitation: { form: {} } },
     versionNegotiation: negotiation(negotiationMode),
   });
   if (onElicit) client.setRequestHandler('elicitation/create', onElicit);
-  const transport = new StreamableHTTPClientTransport(new URL(target), { fetch: recordingFetch });
+  const transport = new StreamableHTTPClientTransport(new URL(target), { fetch: recording(baseFetch) });
   await client.connect(transport);
   return client;
 }
@@ -116,12 +131,17 @@ async function callText(client, tool, toolArgs, want, label) {
 
 async function run() {
   const elicitations = [];
+  let dpop;
+  if (dpopIssuer) {
+    dpop = await dpopSetup({ issuer: dpopIssuer, clientFile: dpopClient, resource: url });
+    step(describeToken(dpop));
+  }
   const client = await connect(url, mode, async (request) => {
     const message = request.params?.message ?? '';
     elicitations.push(message);
     step(`elicitation: ${JSON.stringify(message)} -> accept {confirm: true}`);
     return { action: 'accept', content: { confirm: true } };
-  });
+  }, dpop?.fetch);
   const version = client.getNegotiatedProtocolVersion();
   const era = client.getProtocolEra();
   const modern = version === MODERN;
@@ -226,6 +246,7 @@ async function run() {
   } else {
     check(exchanges.some((e) => e.bodyMethod === 'initialize'), 'legacy: no initialize was sent');
   }
+  if (dpop) step(finishDpop(dpop, expectNonce));
 }
 
 const timeout = setTimeout(() => { console.error('[tsmodern] FAIL: timed out after 60s'); process.exit(1); }, 60_000);
