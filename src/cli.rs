@@ -30,6 +30,23 @@ enum Command {
     /// Work with a policy directory: evaluate an input, run its tests, compile it.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Add the mcp-pep sidecar to the workloads of Kubernetes manifests (stdout), with a
+    /// report per object on stderr.
+    Inject(InjectArgs),
+    /// Serve the MutatingAdmissionWebhook that injects the sidecar into new pods.
+    Webhook(crate::inject::webhook::WebhookArgs),
+}
+
+#[derive(Args)]
+struct InjectArgs {
+    /// A manifest file, a directory of them (recursive), or `-` for stdin.
+    #[arg(default_value = "-")]
+    input: String,
+    /// Remove the sidecar instead.
+    #[arg(long)]
+    uninject: bool,
+    #[command(flatten)]
+    defaults: crate::inject::InjectDefaults,
 }
 
 #[derive(Subcommand)]
@@ -75,6 +92,9 @@ struct RunArgs {
     /// YAML configuration file.
     #[arg(long, env = "MCP_PEP_CONFIG")]
     config: Option<PathBuf>,
+    /// The configuration file's text itself (what the injector sets in the sidecar's env).
+    #[arg(long, env = "MCP_PEP_CONFIG_YAML", hide_env_values = true, conflicts_with = "config")]
+    config_yaml: Option<String>,
     /// Address to serve MCP on, e.g. 127.0.0.1:8080.
     #[arg(long, env = "MCP_PEP_LISTEN")]
     listen: Option<String>,
@@ -101,7 +121,10 @@ struct RunArgs {
 
 impl RunArgs {
     fn settings(&self) -> anyhow::Result<Settings> {
-        let mut config = Config::load(self.config.as_deref())?;
+        let mut config = match &self.config_yaml {
+            Some(text) => Config::parse(text).map_err(|e| anyhow::anyhow!("MCP_PEP_CONFIG_YAML: {e}"))?,
+            None => Config::load(self.config.as_deref())?,
+        };
         config.apply(Overrides {
             listen: self.listen.clone(),
             upstream: self.upstream.clone(),
@@ -111,7 +134,11 @@ impl RunArgs {
             audiences: self.audiences.clone(),
             public_url: self.public_url.clone(),
         });
-        let origin = self.config.as_ref().map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
+        let origin = match (&self.config, &self.config_yaml) {
+            (Some(path), _) => path.display().to_string(),
+            (None, Some(_)) => "MCP_PEP_CONFIG_YAML".to_owned(),
+            (None, None) => "configuration".to_owned(),
+        };
         Ok(config.validate(&origin)?)
     }
 }
@@ -180,6 +207,24 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy(command) => policy_command(command),
+        Command::Inject(args) => {
+            let stream = crate::inject::manifest::read_input(&args.input).with_context(|| args.input.clone())?;
+            let (out, reports) = crate::inject::manifest::inject_stream(&stream, &args.defaults, args.uninject);
+            for report in &reports {
+                eprintln!("{report}");
+            }
+            if reports.iter().any(|r| r.outcome.is_err()) {
+                // Nothing on stdout: a half-injected manifest must not be applied.
+                return Ok(ExitCode::from(1));
+            }
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Webhook(args) => {
+            init_logging(&LogConfig { format: "json".into(), level: "info".into() });
+            runtime()?.block_on(crate::inject::webhook::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DemoServer(args) => {
             init_logging(&LogConfig::default());
             runtime()?.block_on(crate::demo::run_demo_server(args))?;

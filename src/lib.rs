@@ -8,7 +8,8 @@
 //!
 //! `context` holds the types the stages hand each other as request extensions; it, and
 //! `error`, `body`, `stage` and `strict_json`, import no stage. `proxy::stack` is the one
-//! place where the stages are composed.
+//! place where the stages are composed. `inject` is not a stage: it puts the sidecar into
+//! Kubernetes workloads (`mcp-pep inject`, `mcp-pep webhook`).
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 // A `Rejection` is built once per refused request and carries the whole answer; its
@@ -24,6 +25,7 @@ pub mod context;
 pub mod demo;
 pub mod error;
 pub mod identity;
+pub mod inject;
 pub mod listener;
 pub mod mcp;
 pub mod metrics;

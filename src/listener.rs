@@ -38,7 +38,9 @@ pub type OnHandshake =
 pub struct TlsAccept {
     pub acceptor: TlsAcceptor,
     pub timeout: Duration,
-    pub on_handshake: OnHandshake,
+    /// Settles the client's identity (mTLS); `None` for TLS that authenticates only the
+    /// server (the injection webhook), whose connections carry no peer identity.
+    pub on_handshake: Option<OnHandshake>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -130,12 +132,18 @@ async fn handshake(
     };
     match accepted {
         Ok(stream) => {
+            let Some(on_handshake) = &tls.on_handshake else { return Some((stream, None)) };
             let leaf = stream.get_ref().1.peer_certificates().and_then(|certs| certs.first());
-            let peer = (tls.on_handshake)(Ok(leaf))?;
+            let peer = on_handshake(Ok(leaf))?;
             Some((stream, Some(peer)))
         }
         Err(e) => {
-            (tls.on_handshake)(Err(&e));
+            match &tls.on_handshake {
+                Some(on_handshake) => {
+                    on_handshake(Err(&e));
+                }
+                None => tracing::debug!(error = %e, "TLS handshake failed"),
+            }
             None
         }
     }

@@ -90,7 +90,7 @@ impl Server {
             Some(TlsAccept {
                 acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
                 timeout: identity.handshake_timeout,
-                on_handshake: crate::identity::on_handshake(metrics.clone()),
+                on_handshake: Some(crate::identity::on_handshake(metrics.clone())),
             })
         } else {
             None

@@ -46,13 +46,13 @@ impl TlsToolServer {
         let tls = TlsAccept {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
             timeout: Duration::from_secs(5),
-            on_handshake: Arc::new(move |outcome| {
+            on_handshake: Some(Arc::new(move |outcome| {
                 let leaf = outcome.ok().flatten()?;
                 seen.lock().unwrap().push(leaf.clone());
                 let identity =
                     mcp_pep::identity::svid::leaf_spiffe_id(leaf, mcp_pep::context::IdentitySource::Mtls).ok()?;
                 Some(Arc::new(mcp_pep::context::PeerSvid { identity, x5t_s256: "".into() }))
-            }),
+            })),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

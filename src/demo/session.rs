@@ -196,7 +196,7 @@ fn tool_server_tls(ca: &TestCa, svid: &Leaf) -> anyhow::Result<TlsAccept> {
     Ok(TlsAccept {
         acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
         timeout: Duration::from_secs(5),
-        on_handshake: crate::identity::on_handshake(Arc::new(Metrics::new()?)),
+        on_handshake: Some(crate::identity::on_handshake(Arc::new(Metrics::new()?))),
     })
 }
 
