@@ -22,3 +22,6 @@ bash tests/e2e/run.sh target/debug/mcp-pep
 
 step "policies: Rego tests and a 1500-input differential against real OPA"
 bash tests/opa/run.sh target/debug/mcp-pep
+
+step "image: the container image built without a daemon (umoci), run from its root filesystem"
+bash tests/image/run.sh target/debug/mcp-pep
