@@ -25,3 +25,6 @@ bash tests/opa/run.sh target/debug/mcp-pep
 
 step "image: the container image built without a daemon (umoci), run from its root filesystem"
 bash tests/image/run.sh target/debug/mcp-pep
+
+step "kubernetes: the Helm chart linted, rendered and validated for 1.29-1.33; the webhook it deploys"
+bash tests/k8s/run.sh target/debug/mcp-pep
