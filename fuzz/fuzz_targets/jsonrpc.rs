@@ -5,7 +5,8 @@
 //!   agree with the JSON (batch iff array, one message per element, kind/id/method/target
 //!   read from the members they come from);
 //! - it accepts only what `strict_json::parse` accepts at the same depth;
-//! - headers only ever add refusals: `Mcp-Method`/`Mcp-Name` equal to the body pass,
+//! - headers only ever add refusals: `Mcp-Method`/`Mcp-Name` equal to the body (a name
+//!   that looks like `=?base64?…?=` sent encoded, as 2026-07-28 requires) pass,
 //!   a different `Mcp-Method` is a header mismatch, `MCP-Protocol-Version: 2025-06-18`
 //!   refuses batches, and a body refused without headers stays refused with them.
 #![no_main]
@@ -72,7 +73,9 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(m.is_error, obj.contains_key("error"));
                 assert_ne!(obj.contains_key("error"), obj.contains_key("result"));
             }
-            MessageKind::Stream | MessageKind::SessionEnd => panic!("a POST body classified as {:?}", m.kind),
+            MessageKind::Stream | MessageKind::SessionEnd | MessageKind::InputRequest => {
+                panic!("a POST body classified as {:?}", m.kind)
+            }
         }
         let params = obj.get("params");
         let target_member = match m.method.as_deref() {
@@ -108,9 +111,17 @@ fuzz_target!(|data: &[u8]| {
         let ok = with_version.expect("a single message refused under 2025-06-18");
         assert_eq!(ok.protocol_version.as_deref(), Some("2025-06-18"));
         assert!(matches!(with_wrong_method, Err(InspectError::HeaderMismatch { header: "Mcp-Method", .. })));
+        // A name that looks like the base64 sentinel must be sent encoded (2026-07-28).
+        let header_value = |name: &str| {
+            if name.starts_with("=?base64?") && name.ends_with("?=") {
+                format!("=?base64?{}?=", data_encoding::BASE64.encode(name.as_bytes()))
+            } else {
+                name.to_owned()
+            }
+        };
         let matching = PostHeaders {
             mcp_method: first.method.as_deref().map(str::to_owned),
-            mcp_name: first.target.as_deref().map(str::to_owned),
+            mcp_name: first.target.as_deref().map(header_value),
             ..Default::default()
         };
         if first.method.is_some() {
