@@ -404,7 +404,7 @@ def main() -> int:
     r.check("mcp-pep check-config accepts each standalone render's MCP_PEP_CONFIG_YAML", lambda: binary_check_config(binary, renders, chart_dir, out))
     r.check("standalone pod run as rendered (kubelet-style ConfigMap volume) gets ready", lambda: binary_run_standalone(binary, renders, chart_dir, out))
     r.check("mcp-pep webhook accepts every flag the chart passes", lambda: binary_webhook_flags(binary, renders))
-    r.check("webhook run as rendered: TLS verified with the caBundle, probes, AdmissionReview → injected pod valid for 1.29/1.31/1.33",
+    r.check("webhook run as rendered: TLS verified with the caBundle, probes, AdmissionReview → injected pod valid for 1.29/1.31/1.33, refused for 1.27",
             lambda: binary_run_webhook(binary, renders, out))
 
     print(f"outputs: {out}/ (rendered manifests per ci file, rules, promtool tests, binary logs)")
@@ -1302,6 +1302,13 @@ def binary_run_webhook(binary, renders, out: Path):
                         kv.validate(pod, kube, strict=True)
                     except kv.ValidationError as e:
                         raise Failed(f"{name}: the injected pod is not a valid Pod for {kube}: {e}")
+                # Native sidecars do not exist before 1.28: a 1.27 schema must refuse the pod.
+                try:
+                    kv.validate(pod, "1.27.0", strict=True)
+                except kv.ValidationError:
+                    pass
+                else:
+                    raise Failed(f"{name}: the injected pod (restartPolicy on an init container) passed as a 1.27 Pod")
                 side = pod["spec"]["initContainers"][0]
                 expect(side["name"] == "mcp-pep" and side.get("restartPolicy") == "Always", f"{name}: initContainers[0] {side.get('name')}, restartPolicy {side.get('restartPolicy')}")
                 expect(side["image"] == want_image, f"{name}: sidecar image {side['image']}, --image {want_image}")
