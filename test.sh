@@ -28,3 +28,6 @@ bash tests/image/run.sh target/debug/mcp-pep
 
 step "kubernetes: the Helm chart linted, rendered and validated for 1.29-1.33; the webhook it deploys"
 bash tests/k8s/run.sh target/debug/mcp-pep
+
+step "kubernetes: injected pods run as the kubelet would (image rootfs, netns per pod, ConfigMap, CSI socket)"
+bash tests/sim/run.sh target/debug/mcp-pep

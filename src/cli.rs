@@ -161,14 +161,20 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             init_logging(&settings.log);
             runtime()?.block_on(async {
                 let server = Server::bind(&settings).await?;
-                // One line on stdout with the bound addresses (ports may be 0 in tests).
-                println!(
-                    "mcp-pep listening mcp={}://{}{} admin={}",
+                // One line on stdout with the bound addresses (ports may be 0 in tests); in
+                // the log's format, so a JSON log stays one object per line.
+                let mcp = format!(
+                    "{}://{}{}",
                     if settings.identity.mtls { "https" } else { "http" },
                     server.mcp_addr(),
-                    settings.stack.mcp_path,
-                    server.admin_addr().map_or_else(|| "-".to_owned(), |a| format!("http://{a}"))
+                    settings.stack.mcp_path
                 );
+                let admin = server.admin_addr().map_or_else(|| "-".to_owned(), |a| format!("http://{a}"));
+                if settings.log.format == "json" {
+                    println!("{}", serde_json::json!({"message": "mcp-pep listening", "mcp": mcp, "admin": admin}));
+                } else {
+                    println!("mcp-pep listening mcp={mcp} admin={admin}");
+                }
                 server.run(crate::listener::shutdown_signal()).await;
                 anyhow::Ok(())
             })?;

@@ -76,7 +76,16 @@ impl Server {
         metrics: Arc<Metrics>,
     ) -> Result<Server, ServerError> {
         let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
+            match TcpListener::bind(addr).await {
+                // `[::]` serves IPv4 and IPv6 (what a pod on a dual-stack or IPv6 cluster
+                // needs); where the kernel has no IPv6, the same port on 0.0.0.0.
+                Err(e) if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED => {
+                    let v4 = SocketAddr::from(([0, 0, 0, 0], addr.port()));
+                    tracing::info!(error = %e, "no IPv6 here; listening on {v4}");
+                    TcpListener::bind(v4).await.map_err(|source| ServerError::Bind { addr: v4, source })
+                }
+                bound => bound.map_err(|source| ServerError::Bind { addr, source }),
+            }
         };
         let mcp = bind(settings.listen).await?;
         let admin = match settings.admin_listen {

@@ -192,10 +192,11 @@ fn answer_modern(method: &str, id: Value, params: Option<&Value>) -> (StatusCode
             "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "mcp-pep-demo-server", "version": env!("CARGO_PKG_VERSION")}},
             "cacheScope": "public",
             "ttlMs": hour,
+            "resultType": "complete",
         }),
         "tools/list" => {
             let tools: Vec<Value> = TOOLS.iter().map(|t| tool_json(*t)).collect();
-            json!({"tools": tools, "cacheScope": "public", "ttlMs": hour})
+            json!({"tools": tools, "cacheScope": "public", "ttlMs": hour, "resultType": "complete"})
         }
         "tools/call" => {
             let name = params.and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or_default();

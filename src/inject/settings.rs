@@ -221,7 +221,9 @@ pub const SPIFFE_DIR: &str = "/spiffe-workload-api";
 impl PodSettings {
     /// The sidecar's configuration file (YAML), carried in `MCP_PEP_CONFIG_YAML`.
     pub fn config_yaml(&self) -> String {
-        let listen_host = if self.mode == Mode::Egress { "127.0.0.1" } else { "0.0.0.0" };
+        // `[::]`: the pod's IPv4 and IPv6 addresses (the proxy falls back to 0.0.0.0 where
+        // the node has no IPv6); egress stays on the pod's loopback.
+        let listen_host = if self.mode == Mode::Egress { "127.0.0.1" } else { "[::]" };
         let mut identity = serde_json::json!({ "source": "workload_api" });
         if self.mtls {
             identity["mtls"] = true.into();
@@ -239,7 +241,7 @@ impl PodSettings {
         let mut config = serde_json::json!({
             "listen": format!("{listen_host}:{}", self.port),
             // Probes and Prometheus reach the pod's IP.
-            "admin_listen": format!("0.0.0.0:{}", self.admin_port),
+            "admin_listen": format!("[::]:{}", self.admin_port),
             "upstream": upstream,
             "policy": { "dir": POLICY_DIR },
             "identity": identity,
@@ -301,6 +303,9 @@ mod tests {
         let ingress = settings(&[("mode", "ingress")]).unwrap();
         assert_eq!((ingress.port, ingress.admin_port, ingress.mtls), (8443, 9090, true));
         assert_eq!(ingress.upstream, "http://127.0.0.1:8080/mcp");
+        // The pod's addresses of both families (an IPv6 pod IP is probed too).
+        let config = crate::config::Config::parse(&ingress.config_yaml()).unwrap();
+        assert_eq!((config.listen.as_str(), config.admin_listen.as_str()), ("[::]:8443", "[::]:9090"));
         let egress =
             settings(&[("upstream", "https://tools:8443/mcp"), ("upstream-spiffe-id", "spiffe://td/t")]).unwrap();
         assert_eq!((egress.port, egress.mtls), (15001, false));
