@@ -21,6 +21,8 @@ pub struct Admin {
     pub auth: Option<Arc<AuthSettings>>,
     /// With a SPIFFE source, readiness needs its first material.
     pub svid: Option<Arc<SvidStore>>,
+    /// With outbound credentials, readiness needs a valid token for the agent.
+    pub outbound: Option<Arc<crate::outbound::OutboundCredentials>>,
 }
 
 impl Admin {
@@ -47,6 +49,9 @@ impl Admin {
             }
             "/readyz" if self.svid.as_ref().is_some_and(|s| own_svid_expired(s)) => {
                 text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: the sidecar's SVID has expired\n")
+            }
+            "/readyz" if self.outbound.as_ref().is_some_and(|o| !o.is_ready()) => {
+                text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: no outbound token for the agent\n")
             }
             "/readyz" => text_response(StatusCode::OK, "ready\n"),
             _ => text_response(StatusCode::NOT_FOUND, "not found\n"),

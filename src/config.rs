@@ -74,6 +74,50 @@ pub struct UpstreamConfig {
     pub response_header_timeout_ms: u64,
     pub pool_idle_timeout_ms: u64,
     pub pool_max_idle_per_host: usize,
+    /// Obtain the agent's token and sign its DPoP proofs (egress); off when unset.
+    pub credentials: Option<OutboundConfig>,
+}
+
+/// `upstream.credentials`: the token the sidecar obtains for its agent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// The realm URL, e.g. `https://keycloak.example.com/realms/agents`.
+    pub issuer: String,
+    /// Instead of OIDC discovery.
+    pub token_endpoint: Option<String>,
+    /// `jwt-spiffe` (Keycloak) or `jwt-bearer`.
+    pub assertion_type: String,
+    /// The JWT-SVID's audience; default: the issuer (what Keycloak requires).
+    pub assertion_audience: Option<String>,
+    /// A file holding a fresh JWT-SVID instead of the Workload API.
+    pub assertion_file: Option<PathBuf>,
+    pub scope: Option<String>,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    pub refresh_margin_s: u64,
+    /// The upstream's URL as the resource server sees it (the proofs' `htu`); default:
+    /// `upstream.url`.
+    pub public_url: Option<String>,
+    pub new_key_per_token: bool,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            issuer: String::new(),
+            token_endpoint: None,
+            assertion_type: "jwt-spiffe".into(),
+            assertion_audience: None,
+            assertion_file: None,
+            scope: None,
+            audience: None,
+            resource: None,
+            refresh_margin_s: 60,
+            public_url: None,
+            new_key_per_token: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,6 +202,7 @@ impl Default for UpstreamConfig {
             response_header_timeout_ms: 60_000,
             pool_idle_timeout_ms: 90_000,
             pool_max_idle_per_host: 256,
+            credentials: None,
         }
     }
 }
@@ -275,6 +320,67 @@ impl Config {
     }
 
     /// Checks every key; `origin` names the file (or "defaults") in errors.
+    /// `upstream.credentials`, checked.
+    fn outbound_settings(
+        &self,
+        c: &OutboundConfig,
+        origin: &str,
+    ) -> Result<crate::outbound::OutboundSettings, ConfigError> {
+        use crate::outbound::{AssertionSource, OutboundSettings};
+        let invalid = |key: &'static str, problem: String| ConfigError::Invalid { origin: origin.into(), key, problem };
+        let url_ok = |u: &str| {
+            u.parse::<Uri>().is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some())
+        };
+        if !url_ok(&c.issuer) {
+            return Err(invalid(
+                "upstream.credentials.issuer",
+                format!("{:?} must be the issuer's http(s) URL", c.issuer),
+            ));
+        }
+        let token_endpoint = match &c.token_endpoint {
+            None => None,
+            Some(t) if url_ok(t) => t.parse::<Uri>().ok(),
+            Some(t) => {
+                return Err(invalid("upstream.credentials.token_endpoint", format!("{t:?} is not an http(s) URL")));
+            }
+        };
+        if !matches!(c.assertion_type.as_str(), "jwt-spiffe" | "jwt-bearer") {
+            return Err(invalid(
+                "upstream.credentials.assertion_type",
+                format!("{:?} must be jwt-spiffe or jwt-bearer", c.assertion_type),
+            ));
+        }
+        let htu = match c.public_url.as_ref().or(self.upstream.url.as_ref()) {
+            Some(u) if url_ok(u) => u.split(['?', '#']).next().unwrap_or(u).to_owned(),
+            other => {
+                return Err(invalid("upstream.credentials.public_url", format!("{other:?} is not an http(s) URL")));
+            }
+        };
+        let assertion_source = match &c.assertion_file {
+            Some(path) => AssertionSource::File(path.clone()),
+            None => AssertionSource::WorkloadApi {
+                socket: self.identity.workload_api_socket.clone(),
+                source: tokio::sync::OnceCell::new(),
+            },
+        };
+        Ok(OutboundSettings {
+            issuer: c.issuer.trim_end_matches('/').to_owned(),
+            token_endpoint,
+            assertion_type: c.assertion_type.clone(),
+            assertion_audience: c
+                .assertion_audience
+                .clone()
+                .unwrap_or_else(|| c.issuer.trim_end_matches('/').to_owned()),
+            assertion_source,
+            scope: c.scope.clone(),
+            audience: c.audience.clone(),
+            resource: c.resource.clone(),
+            refresh_margin: Duration::from_secs(c.refresh_margin_s),
+            htu,
+            new_key_per_token: c.new_key_per_token,
+        })
+    }
+
     pub fn validate(&self, origin: &str) -> Result<Settings, ConfigError> {
         let invalid = |key: &'static str, problem: String| ConfigError::Invalid { origin: origin.into(), key, problem };
         let addr = |key, v: &str| {
@@ -370,6 +476,10 @@ impl Config {
         if self.limits.max_connections == 0 {
             return Err(invalid("limits.max_connections", "must be greater than 0".into()));
         }
+        let outbound = match &self.upstream.credentials {
+            None => None,
+            Some(c) => Some(Arc::new(self.outbound_settings(c, origin)?)),
+        };
         let unverified_param_headers = match self.mcp.unverified_param_headers.as_str() {
             "refuse" => crate::mcp::Unverified::Refuse,
             "strip" => crate::mcp::Unverified::Strip,
@@ -459,6 +569,7 @@ impl Config {
                 auth,
                 unverified_param_headers,
                 answers: crate::policy::AnswerOptions { max_cache_ttl_ms: self.mcp.max_cache_ttl_ms },
+                outbound,
             },
             identity,
             log: self.log.clone(),

@@ -29,6 +29,7 @@ pub mod inject;
 pub mod listener;
 pub mod mcp;
 pub mod metrics;
+pub mod outbound;
 pub mod policy;
 pub mod proxy;
 pub mod server;

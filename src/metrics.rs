@@ -58,6 +58,9 @@ pub struct Metrics {
     pub tls_handshakes: IntCounterVec,
     pub policy_cache: IntCounterVec,
     pub sessions: IntGauge,
+    pub outbound_token_requests: IntCounterVec,
+    pub outbound_token_duration: prometheus::Histogram,
+    pub outbound_token_expiry: IntGauge,
     /// Read on every decision, written only for the first 256 names: a read lock.
     tool_labels: RwLock<HashSet<String>>,
 }
@@ -144,6 +147,22 @@ impl Metrics {
                 &["result"],
             )?,
             sessions: IntGauge::new("sessions", "MCP sessions bound to the caller that created them.")?,
+            outbound_token_requests: counter(
+                "outbound_token_requests_total",
+                "Token requests the sidecar made for its agent, by result (ok, no_svid, unreachable, refused, bad_answer, key).",
+                &["result"],
+            )?,
+            outbound_token_duration: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "outbound_token_refresh_duration_seconds",
+                    "Time to obtain an outbound token (JWT-SVID, token request, checks).",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )?,
+            outbound_token_expiry: IntGauge::new(
+                "outbound_token_expiry_timestamp_seconds",
+                "When the agent's current outbound token expires (Unix time); 0 before the first.",
+            )?,
             tool_labels: RwLock::new(HashSet::new()),
             registry,
         };
@@ -163,6 +182,9 @@ impl Metrics {
         m.registry.register(Box::new(m.tls_handshakes.clone()))?;
         m.registry.register(Box::new(m.policy_cache.clone()))?;
         m.registry.register(Box::new(m.sessions.clone()))?;
+        m.registry.register(Box::new(m.outbound_token_requests.clone()))?;
+        m.registry.register(Box::new(m.outbound_token_duration.clone()))?;
+        m.registry.register(Box::new(m.outbound_token_expiry.clone()))?;
         Ok(m)
     }
 

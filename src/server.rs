@@ -30,6 +30,8 @@ pub enum ServerError {
     Metrics(#[from] prometheus::Error),
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("outbound credentials: {0}")]
+    Outbound(#[from] crate::outbound::OutboundError),
 }
 
 pub struct Server {
@@ -92,7 +94,11 @@ impl Server {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        let service = build_stack(&settings.stack, policies.clone(), metrics.clone());
+        let outbound = match &settings.stack.outbound {
+            Some(s) => Some(Arc::new(crate::outbound::OutboundCredentials::new(s.clone(), metrics.clone())?)),
+            None => None,
+        };
+        let service = build_stack(&settings.stack, policies.clone(), metrics.clone(), outbound.clone());
         let identity = &settings.identity;
         let tls = if identity.mtls {
             let config = crate::identity::tls::server_config(identity.store.clone(), identity.trust_domains.clone())?;
@@ -116,6 +122,7 @@ impl Server {
                 policies,
                 auth: settings.stack.auth.clone(),
                 svid: identity.source.as_ref().map(|_| identity.store.clone()),
+                outbound,
             },
             options: settings.listener,
             tls,
@@ -173,6 +180,16 @@ impl Server {
                 }
             })
         });
+        // The agent's token, ready before its first call and refreshed ahead of expiry.
+        let outbound_task = self.admin_service.outbound.clone().map(|outbound| {
+            let mut stopped = reloader_stopped.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stopped.wait_for(|s| *s) => {}
+                    () = outbound.keep_fresh() => {}
+                }
+            })
+        });
         let svid_task = self.svid_source.map(|(source, identity)| {
             let stopped = reloader_stopped.clone();
             tokio::spawn(source.run(identity.store.clone(), metrics.clone(), stopped))
@@ -202,6 +219,9 @@ impl Server {
         listener::serve(self.mcp, self.service, self.options, self.tls, shutdown).await;
         let _ = stop_admin.send(true);
         if let Some(task) = admin_task {
+            let _ = task.await;
+        }
+        if let Some(task) = outbound_task {
             let _ = task.await;
         }
         if let Some(task) = keys_task {

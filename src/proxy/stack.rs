@@ -46,11 +46,18 @@ pub struct StackConfig {
     pub unverified_param_headers: Unverified,
     /// How answers to 2026-07-28 requests are rewritten.
     pub answers: AnswerOptions,
+    /// The agent's credentials, obtained by this sidecar (`upstream.credentials`).
+    pub outbound: Option<Arc<crate::outbound::OutboundSettings>>,
 }
 
 pub type ProxyService = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, std::convert::Infallible>;
 
-pub fn build_stack(config: &StackConfig, store: Arc<PolicyStore>, metrics: Arc<Metrics>) -> ProxyService {
+pub fn build_stack(
+    config: &StackConfig,
+    store: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+    outbound: Option<Arc<crate::outbound::OutboundCredentials>>,
+) -> ProxyService {
     let upstream = Upstream::new(
         config.upstream_url.clone(),
         config.upstream_timeouts,
@@ -58,7 +65,8 @@ pub fn build_stack(config: &StackConfig, store: Arc<PolicyStore>, metrics: Arc<M
         metrics.clone(),
         config.upstream_tls.clone(),
     )
-    .with_identity_header(config.upstream_identity_header.clone());
+    .with_identity_header(config.upstream_identity_header.clone())
+    .with_outbound(outbound);
     let metadata = config.auth.as_ref().map(|auth| {
         let algs: Vec<&str> = auth.dpop.algs().iter().map(|a| a.name()).collect();
         ResourceMetadata::new(&auth.public_url, &auth.issuers, auth.dpop_required, &algs)

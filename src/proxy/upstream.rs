@@ -21,6 +21,7 @@ use crate::body::{Body, BodyError, boxed};
 use crate::context::{McpRequest, PeerIdentity};
 use crate::error::{Rejection, Stage, code};
 use crate::metrics::Metrics;
+use crate::outbound::OutboundCredentials;
 
 #[derive(Debug, Clone, Copy)]
 pub struct UpstreamTimeouts {
@@ -50,6 +51,8 @@ pub enum UpstreamError {
     Request(#[source] hyper_util::client::legacy::Error),
     #[error("upstream URL could not be built")]
     Uri(#[from] http::Error),
+    #[error("no credential for the upstream: {0}")]
+    Credentials(#[from] crate::outbound::OutboundError),
 }
 
 impl UpstreamError {
@@ -59,6 +62,7 @@ impl UpstreamError {
             UpstreamError::Connect(_) => "connect",
             UpstreamError::Request(_) => "request",
             UpstreamError::Uri(_) => "uri",
+            UpstreamError::Credentials(_) => "credentials",
         }
     }
 }
@@ -71,6 +75,8 @@ pub struct Upstream {
     metrics: Arc<Metrics>,
     /// Where to tell the tool server the caller's SPIFFE ID, if anywhere.
     identity_header: Option<HeaderName>,
+    /// The agent's own token and DPoP key, obtained by this sidecar (egress).
+    outbound: Option<Arc<OutboundCredentials>>,
 }
 
 impl Upstream {
@@ -109,7 +115,14 @@ impl Upstream {
             response_header_timeout: timeouts.response_header,
             metrics,
             identity_header: None,
+            outbound: None,
         }
+    }
+
+    /// Sends every request with the agent's token and a fresh DPoP proof.
+    pub fn with_outbound(mut self, outbound: Option<Arc<OutboundCredentials>>) -> Self {
+        self.outbound = outbound;
+        self
     }
 
     /// Tells the tool server the caller's verified SPIFFE ID in `header` (the client's own
@@ -148,15 +161,17 @@ impl Upstream {
                 parts.headers.insert(name.clone(), value);
             }
         }
-        parts.extensions = http::Extensions::new();
         let started = Instant::now();
-        let sent =
-            tokio::time::timeout(self.response_header_timeout, self.client.request(Request::from_parts(parts, body)));
-        let resp = match sent.await {
-            Err(_) => return Err(UpstreamError::Timeout(self.response_header_timeout)),
-            Ok(Err(e)) if e.is_connect() => return Err(UpstreamError::Connect(e)),
-            Ok(Err(e)) => return Err(UpstreamError::Request(e)),
-            Ok(Ok(resp)) => resp,
+        let resp = match self.outbound.clone() {
+            None => {
+                parts.extensions = http::Extensions::new();
+                self.send(Request::from_parts(parts, body)).await?
+            }
+            Some(outbound) => {
+                // The body was read whole by inspection: it can be sent again.
+                let bytes = parts.extensions.get::<McpRequest>().map(|m| m.body.clone()).unwrap_or_default();
+                self.send_with_credentials(&outbound, &parts, bytes).await?
+            }
         };
         let class = status_class(resp.status());
         self.metrics.upstream_duration.with_label_values(&[class]).observe(started.elapsed().as_secs_f64());
@@ -169,6 +184,74 @@ impl Upstream {
             .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
         let body = if is_sse { boxed(StreamGuard::new(boxed(body), &self.metrics)) } else { boxed(body) };
         Ok(Response::from_parts(parts, body))
+    }
+}
+
+impl Upstream {
+    async fn send(&self, req: Request<Body>) -> Result<Response<hyper::body::Incoming>, UpstreamError> {
+        match tokio::time::timeout(self.response_header_timeout, self.client.request(req)).await {
+            Err(_) => Err(UpstreamError::Timeout(self.response_header_timeout)),
+            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(e)),
+            Ok(Err(e)) => Err(UpstreamError::Request(e)),
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+
+    /// RFC 9449 as a client: `Authorization: DPoP` and a fresh proof on every attempt; one
+    /// retry with the server's nonce on `use_dpop_nonce` (kept for the next requests), one
+    /// with a new token on `invalid_token` — never a loop.
+    async fn send_with_credentials(
+        &self,
+        outbound: &OutboundCredentials,
+        parts: &http::request::Parts,
+        body: Bytes,
+    ) -> Result<Response<hyper::body::Incoming>, UpstreamError> {
+        let (mut nonce_retried, mut token_retried) = (false, false);
+        let mut refused: Option<Arc<str>> = None;
+        loop {
+            let credential = outbound.credential(refused.as_deref()).await?;
+            let nonce = outbound.nonce();
+            let proof = credential.key.proof(
+                parts.method.as_str(),
+                outbound.htu(),
+                Some(&credential.token),
+                nonce.as_deref(),
+            )?;
+            let mut req = Request::builder().method(parts.method.clone()).uri(parts.uri.clone()).version(parts.version);
+            if let Some(headers) = req.headers_mut() {
+                headers.clone_from(&parts.headers);
+                let auth = HeaderValue::from_str(&format!("DPoP {}", credential.token));
+                let dpop = HeaderValue::from_str(&proof);
+                let (Ok(auth), Ok(dpop)) = (auth, dpop) else {
+                    return Err(
+                        crate::outbound::OutboundError::BadAnswer("the token is not a header value".into()).into()
+                    );
+                };
+                headers.insert(header::AUTHORIZATION, auth);
+                headers.insert(HeaderName::from_static("dpop"), dpop);
+            }
+            let resp = self.send(req.body(crate::body::full(body.clone()))?).await?;
+            if resp.status() != StatusCode::UNAUTHORIZED {
+                return Ok(resp);
+            }
+            let challenge = resp.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let new_nonce = resp.headers().get("dpop-nonce").and_then(|v| v.to_str().ok());
+            if challenge.contains("use_dpop_nonce")
+                && !nonce_retried
+                && let Some(new_nonce) = new_nonce
+            {
+                outbound.set_nonce(new_nonce);
+                nonce_retried = true;
+                continue;
+            }
+            if challenge.contains("invalid_token") && !token_retried {
+                tracing::info!("the upstream refused the token; refreshing it once");
+                refused = Some(credential.token.clone());
+                token_retried = true;
+                continue;
+            }
+            return Ok(resp);
+        }
     }
 }
 
@@ -201,6 +284,8 @@ impl Service<Request<Body>> for Upstream {
                 tracing::warn!(error = %e, cause = ?std::error::Error::source(&e), "upstream failed");
                 let (status, code) = match e {
                     UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, code::UPSTREAM_TIMEOUT),
+                    // The agent's credential, not the tool server, is missing: try again later.
+                    UpstreamError::Credentials(_) => (StatusCode::SERVICE_UNAVAILABLE, code::UPSTREAM_UNAVAILABLE),
                     _ => (StatusCode::BAD_GATEWAY, code::UPSTREAM_UNAVAILABLE),
                 };
                 Rejection::new(Stage::Upstream, e.reason(), status, code, e.to_string()).with_id(id)
