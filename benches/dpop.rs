@@ -117,5 +117,17 @@ fn es256_verifiers(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, verify, es256_verifiers);
+/// What an egress sidecar spends per outgoing request: one fresh proof (`jti`, `iat`,
+/// `ath` over the token) signed by its in-memory key.
+fn outbound(c: &mut Criterion) {
+    let key = mcp_pep::outbound::DpopKey::generate().unwrap_or_else(|e| panic!("{e}"));
+    let token = "eyJhbGciOiJSUzI1NiJ9.eyJjbmYiOnsiamt0IjoieCJ9fQ.c2lnbmF0dXJl";
+    let mut group = c.benchmark_group("outbound");
+    group.bench_function("sign_proof", |b| {
+        b.iter(|| key.proof("POST", "https://tool-server.mcp-tools.svc:8443/mcp", Some(token), None))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, verify, es256_verifiers, outbound);
 criterion_main!(benches);
