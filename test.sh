@@ -16,9 +16,12 @@ cargo clippy --locked --all-targets -- -D warnings
 step "cargo test"
 cargo test --locked
 
-step "e2e: real MCP SDK clients, server-everything, conformance suite"
+step "e2e: real MCP SDK clients, server-everything, conformance suite, both MCP eras"
 cargo build --locked --bin mcp-pep
 bash tests/e2e/run.sh target/debug/mcp-pep
+
+step "the Keycloak stand-in against Keycloak's documented SPIFFE client authentication"
+tests/e2e/.venv/bin/python tests/keycloak/selftest.py
 
 step "policies: Rego tests and a 1500-input differential against real OPA"
 bash tests/opa/run.sh target/debug/mcp-pep
