@@ -204,6 +204,10 @@ pub struct McpRequest {
     pub session_id: Option<Arc<str>>,
     pub protocol_version: Option<Arc<str>>,
     pub era: Era,
+    /// An `Mcp-Param-*` header of a tool whose schema was never listed here (refused by
+    /// `mcp.unverified_param_headers: refuse` once policy allowed the call, so that a
+    /// call policy denies is answered as denied).
+    pub unverified_mirror: Option<Arc<str>>,
     /// The original bytes, forwarded unchanged once authorised.
     pub body: Bytes,
 }

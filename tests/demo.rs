@@ -30,6 +30,7 @@ fn demo_shows_the_matrix_and_the_credentials_checks() {
         ("semi-trusted-agent", "execute_command", "denied"),
         ("untrusted-agent", "read_file {\"path\":\"/workspace/README.md\"}", "allowed"),
         ("untrusted-agent", "call_api", "denied"),
+        ("untrusted-agent", "execute_command", "denied"),
         ("credentials", "token + fresh proof", "allowed"),
         ("credentials", "the same proof replayed", "refused"),
         ("credentials", "the token with another key's proof", "refused"),
@@ -42,11 +43,19 @@ fn demo_shows_the_matrix_and_the_credentials_checks() {
     for (agent, label, want) in expect {
         assert_eq!(verdict(&text, agent, label), Some(want), "{agent} / {label} in:\n{text}");
     }
-    // Every agent came over mTLS with its own SVID, to a sidecar speaking mTLS upstream.
+    // Every agent's MCP client holds nothing; its own sidecar got a DPoP-bound token with
+    // the pod's JWT-SVID, and carried the calls over mTLS to the tool server's sidecar.
     for agent in ["trusted-agent", "semi-trusted-agent", "untrusted-agent"] {
-        let line = format!("{agent}  spiffe://mcp-identity.local/ns/mcp-agents/sa/{agent} over mTLS");
+        let line = format!(
+            "{agent}  spiffe://mcp-identity.local/ns/mcp-agents/sa/{agent} — its MCP client holds no credential"
+        );
         assert!(text.contains(&line), "{line} missing in:\n{text}");
+        let issued = format!(
+            "JWT-SVID of spiffe://mcp-identity.local/ns/mcp-agents/sa/{agent} accepted; DPoP token bound to jkt"
+        );
+        assert!(text.contains(&issued), "{issued} missing in:\n{text}");
     }
+    assert!(!text.contains("-32020 \n") && !text.contains("session failed"), "{text}");
     assert!(text.contains("the caller proved spiffe://mcp-identity.local/ns/mcp-agents/sa/untrusted-agent"), "{text}");
     // tools/list is filtered per caller, and so never cacheable by others.
     assert!(text.contains("1 tools: read_file (cacheScope \"private\" ttlMs 60000)"), "untrusted list:\n{text}");

@@ -314,9 +314,16 @@ async fn mirrored_headers_are_checked_once_the_schema_was_listed() {
             proxy.post(body, &headers).await
         }
     };
-    // Before any tools/list the mirror cannot be verified: refused (the default).
+    // Before any tools/list the mirror cannot be verified: refused (the default)...
     let early = send_call(Some("us-west1")).await;
     assert_eq!((early.status, early.json()["error"]["code"].clone()), (StatusCode::BAD_REQUEST, json!(-32020)));
+    // ... once policy allowed the call: a denied one is answered as denied.
+    let mut h = call_headers("forbidden");
+    h.push(("mcp-param-region", "us-west1".into()));
+    let headers: Vec<(&str, &str)> = h.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let denied = proxy.post(call(3, "forbidden", args), &headers).await;
+    assert_eq!(denied.json()["error"]["code"], -31001, "{}", denied.text());
+    assert!(upstream.requests().is_empty());
     let listed = proxy.post(modern(1, "tools/list", ""), &list_headers()).await;
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.text());
     let before = upstream.requests().len();

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::credentials::{self, DemoIssuer, SigningKey};
+use super::credentials::{self, DemoIssuer, JwtAuthority, SigningKey};
 use super::pki::{Leaf, LeafSpec, TestCa};
 use super::server::{DemoServer, MODERN_PROTOCOL_VERSION, ResponseMode};
 use crate::auth::config::IssuerConfig;
@@ -118,9 +118,20 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         until(stopped.clone()),
     ))];
 
-    // 3. The authorization server's keys.
-    let issuer = DemoIssuer::new()?;
+    // 3. The authorization server: its keys, and its token endpoint, which takes
+    //    JWT-SVIDs signed by SPIRE's JWT authority as client assertions.
+    let issuer = Arc::new(DemoIssuer::new()?);
     let jwks_file = files.write("jwks.json", &issuer.jwks().to_string())?;
+    let authority = Arc::new(JwtAuthority::new()?);
+    let token_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let token_endpoint = format!("http://{}/realms/agents/protocol/openid-connect/token", token_listener.local_addr()?);
+    tasks.push(tokio::spawn(credentials::serve_token_endpoint(
+        token_listener,
+        issuer.clone(),
+        authority.clone(),
+        PUBLIC_URL,
+        until(stopped.clone()),
+    )));
 
     // 4. The sidecar: mTLS in, DPoP-bound tokens bound to the caller's SPIFFE ID, the
     //    shipped policies, mTLS out.
@@ -137,14 +148,25 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("SPIFFE trust domain {TRUST_DOMAIN}: a fresh CA, X.509-SVIDs for every workload");
     println!("tool server  {upstream}  ({TOOL_SERVER_ID}, mTLS)");
     println!("sidecar      {url}  ({SIDECAR_ID}, mTLS in and out; public URL {PUBLIC_URL})");
-    println!("issuer       {} (DPoP-bound tokens, azp = the agent's SPIFFE ID)", credentials::ISSUER);
+    println!(
+        "issuer       {} (token endpoint {token_endpoint}; DPoP-bound tokens, azp = the agent's SPIFFE ID)",
+        credentials::ISSUER
+    );
 
-    // 5. Three agents, each with its own SVID, DPoP key and token.
+    // 5. Three agents. Each MCP client holds nothing: its own sidecar (egress) has the
+    //    pod's SVID, obtains a DPoP-bound token with a JWT-SVID, signs every proof, and
+    //    decides the agent's calls with the shipped policies before any token is spent.
     let mut agents = Vec::new();
+    let plain = Client::builder(TokioExecutor::new()).build_http();
     for name in AGENTS {
         let agent = Agent::new(name, &ca, &issuer)?;
-        println!("\n{name}  {} over mTLS, token bound to its DPoP key", agent.spiffe_id);
-        if let Err(e) = script(&agent, &url).await {
+        let egress = egress_config(&files, &agent, &ca, &url, &token_endpoint, &authority)?.validate("demo egress")?;
+        let sidecar = Server::bind_with(&egress, policies.clone(), Arc::new(Metrics::new()?)).await?;
+        let local = format!("http://{}/mcp", sidecar.mcp_addr());
+        tasks.push(tokio::spawn(sidecar.run(until(stopped.clone()))));
+        println!("\n{name}  {} — its MCP client holds no credential", agent.spiffe_id);
+        println!("  sidecar      {local}: X.509-SVID for mTLS, JWT-SVID (aud {}) -> DPoP token", credentials::ISSUER);
+        if let Err(e) = script(&Session { agent: &agent, url: &local, plain: Some(&plain) }).await {
             println!("  session failed: {e:#}");
         }
         agents.push(agent);
@@ -160,6 +182,41 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!("\nEvery denial carries a decision id; run with --log-level info to see the decision log.");
     Ok(())
+}
+
+/// The sidecar next to one agent: plain HTTP on loopback for the agent, the pod's SVID
+/// and a token it obtains itself towards the tool server's sidecar.
+fn egress_config(
+    files: &DemoFiles,
+    agent: &Agent,
+    ca: &TestCa,
+    ingress: &str,
+    token_endpoint: &str,
+    authority: &JwtAuthority,
+) -> anyhow::Result<Config> {
+    let name = agent.spiffe_id.rsplit('/').next().unwrap_or("agent");
+    let mut config = Config { listen: "127.0.0.1:0".into(), admin_listen: String::new(), ..Config::default() };
+    config.upstream.url = Some(ingress.to_owned());
+    config.upstream.spiffe_id = Some(SIDECAR_ID.into());
+    config.policy.dir = Some(std::env::temp_dir());
+    config.policy.expose_reasons = true;
+    let identity = &mut config.identity;
+    identity.source = "files".into();
+    identity.files.cert = Some(files.write(&format!("{name}.pem"), &agent.svid.chain_pem())?);
+    identity.files.key = Some(files.write(&format!("{name}.key"), &agent.svid.key_pem())?);
+    identity.files.bundles.insert(TRUST_DOMAIN.into(), files.write(&format!("{name}-bundle.pem"), &ca.cert_pem())?);
+    identity.trust_domains = vec![TRUST_DOMAIN.into()];
+    // The agent is the pod's workload (docs/threat-model.md, the loopback rule).
+    identity.local_spiffe_id = Some(agent.spiffe_id.clone());
+    config.upstream.credentials = Some(crate::config::OutboundConfig {
+        issuer: credentials::ISSUER.into(),
+        token_endpoint: Some(token_endpoint.into()),
+        // SPIRE would hand it out per request; the demo's lasts its 5 minutes.
+        assertion_file: Some(files.write(&format!("{name}.jwt-svid"), &authority.jwt_svid(&agent.spiffe_id)?)?),
+        public_url: Some(PUBLIC_URL.into()),
+        ..Default::default()
+    });
+    Ok(config)
 }
 
 fn sidecar_config(files: &DemoFiles, svid: &Leaf, ca: &TestCa, upstream: &str, jwks: &Path) -> anyhow::Result<Config> {
@@ -203,6 +260,10 @@ fn tool_server_tls(ca: &TestCa, svid: &Leaf) -> anyhow::Result<TlsAccept> {
 /// One agent: its SVID in the TLS client, its token and DPoP key.
 struct Agent {
     spiffe_id: String,
+    /// What SPIRE issued the agent's pod (its sidecar presents it).
+    svid: Leaf,
+    /// Only the credential attacks use these directly: the agents' calls go through
+    /// their sidecars with nothing.
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     token: String,
     key: SigningKey,
@@ -222,7 +283,7 @@ impl Agent {
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let key = SigningKey::generate()?;
         let token = issuer.token(PUBLIC_URL, &spiffe_id, &key.thumbprint()?)?;
-        Ok(Agent { spiffe_id, client, token, key })
+        Ok(Agent { spiffe_id, svid, client, token, key })
     }
 
     fn proof(&self) -> anyhow::Result<String> {
@@ -232,8 +293,7 @@ impl Agent {
 
 /// One agent's calls in MCP 2026-07-28: discovery, the (filtered) tool list, one call
 /// per tool category, and `write_file`'s confirmation round trip.
-async fn script(agent: &Agent, url: &str) -> anyhow::Result<()> {
-    let session = Session { agent, url };
+async fn script(session: &Session<'_>) -> anyhow::Result<()> {
     session.call(1, "server/discover", json!({})).await?;
     session.call(2, "tools/list", json!({})).await?;
     let calls = [
@@ -270,13 +330,13 @@ async fn attacks(trusted: &Agent, untrusted: &Agent, url: &str) -> anyhow::Resul
         ("token and key used from another workload", untrusted, &cross),
     ];
     for (label, via, proof) in cases {
-        let session = Session { agent: via, url };
+        let session = Session { agent: via, url, plain: None };
         let started = Instant::now();
         let (status, answer) = session.post_as(&read, &trusted.token, proof, &[]).await?;
         print_outcome(label, status, &answer, started.elapsed());
     }
     println!("\nheaders      the trusted agent's own credentials, headers that disagree with the body");
-    let session = Session { agent: trusted, url };
+    let session = Session { agent: trusted, url, plain: None };
     let api = with_meta(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
         "params": {"name": "call_api", "arguments": {"endpoint": "/v1/inventory"}}}));
     type Mismatch<'a> = (&'a str, &'a Value, &'a [(&'a str, &'a str)]);
@@ -326,18 +386,34 @@ fn mirrored_headers(message: &Value) -> Vec<(&'static str, String)> {
     headers
 }
 
-/// An agent talking to the sidecar: no session, each request on its own credentials.
+/// An agent talking to a sidecar: no session, each request on its own credentials —
+/// its sidecar's (`plain`: through its own egress sidecar, with nothing) or, for the
+/// attacks, ones it presents itself.
 struct Session<'a> {
     agent: &'a Agent,
     url: &'a str,
+    plain: Option<&'a Client<HttpConnector, Full<Bytes>>>,
 }
 
 impl Session<'_> {
-    /// One message with the agent's token and a fresh proof.
+    /// One message: bare to the agent's own sidecar, else with its token and a proof.
     async fn post(&self, message: &Value) -> anyhow::Result<(StatusCode, Value, Duration)> {
         let started = Instant::now();
-        let proof = self.agent.proof()?;
-        let (status, value) = self.post_as(message, &self.agent.token, &proof, &[]).await?;
+        let (status, value) = match self.plain {
+            Some(client) => {
+                let mut req = Request::post(self.url)
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream");
+                for (name, value) in mirrored_headers(message) {
+                    req = req.header(name, value);
+                }
+                let resp = client.request(req.body(Full::new(Bytes::from(message.to_string())))?).await?;
+                let status = resp.status();
+                let body = resp.into_body().collect().await?.to_bytes();
+                (status, if body.is_empty() { Value::Null } else { serde_json::from_slice(&body)? })
+            }
+            None => self.post_as(message, &self.agent.token, &self.agent.proof()?, &[]).await?,
+        };
         Ok((status, value, started.elapsed()))
     }
 

@@ -111,7 +111,8 @@ pub async fn inspect(
                 }
                 other => other,
             })?;
-            check_mirrors(&mcp, &mut parts.headers, mirror)?;
+            let mut mcp = mcp;
+            check_mirrors(&mut mcp, &mut parts.headers, mirror)?;
             if mcp.era == Era::Modern {
                 // No sessions in 2026-07-28: an id here was never bound to this caller, so
                 // it must not reach a dual-era server that might still honour it.
@@ -131,6 +132,7 @@ pub async fn inspect(
                 session_id,
                 protocol_version,
                 era: Era::Legacy,
+                unverified_mirror: None,
                 body: Default::default(),
             }
         }
@@ -143,7 +145,7 @@ pub async fn inspect(
 
 /// `Mcp-Param-*` headers of a `tools/call` say what its body says (both eras: a
 /// dual-era server may read them either way).
-fn check_mirrors(mcp: &McpRequest, headers: &mut HeaderMap, mirror: &MirrorCheck) -> Result<(), InspectError> {
+fn check_mirrors(mcp: &mut McpRequest, headers: &mut HeaderMap, mirror: &MirrorCheck) -> Result<(), InspectError> {
     let [message] = mcp.messages.as_slice() else { return Ok(()) };
     if message.method.as_deref() != Some("tools/call") {
         return Ok(());
@@ -152,11 +154,20 @@ fn check_mirrors(mcp: &McpRequest, headers: &mut HeaderMap, mirror: &MirrorCheck
     // Legacy clients do not mirror: only the mirrors they do send must agree.
     let strict = mcp.era == Era::Modern;
     let (arguments, id) = (message.arguments.as_ref(), message.id.as_ref());
-    let strip = mirror.mirrors.check(tool, arguments, headers, mirror.unverified, strict, id)?;
-    for name in strip {
-        headers.remove(name);
+    match mirror.mirrors.check(tool, arguments, headers, mirror.unverified, strict, id) {
+        Ok(strip) => {
+            for name in strip {
+                headers.remove(name);
+            }
+            Ok(())
+        }
+        // Refused after policy (`unverified_mirror`): a denied call is answered as denied.
+        Err(InspectError::ParamMismatch { header, problem, .. }) if problem == super::mirror::UNVERIFIED => {
+            mcp.unverified_mirror = Some(header.into());
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// An MCP header the proxy decides on. It is forwarded as sent, so it must read one

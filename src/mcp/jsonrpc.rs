@@ -186,7 +186,7 @@ pub fn parse_body(body: Bytes, headers: PostHeaders, max_depth: usize) -> Result
     }
     let session_id = if era == Era::Modern { None } else { headers.session_id };
     let messages = parsed.into_iter().map(|p| p.message).collect();
-    Ok(McpRequest { messages, batch, session_id, protocol_version, era, body })
+    Ok(McpRequest { messages, batch, session_id, protocol_version, era, unverified_mirror: None, body })
 }
 
 /// The rules 2026-07-28 gives a request (streamable-http "Server Validation"), in the

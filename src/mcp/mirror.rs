@@ -19,6 +19,9 @@ use crate::context::JsonRpcId;
 
 const PREFIX: &str = "mcp-param-";
 
+/// The problem of a mirror this proxy cannot check.
+pub const UNVERIFIED: &str = "belongs to a tool whose schema this proxy has not seen (list tools first)";
+
 /// Tools remembered at most: a tool server is trusted with its schemas, not with our memory.
 const MAX_TOOLS: usize = 10_000;
 
@@ -88,11 +91,7 @@ impl ParamMirrors {
         let Some(mirrors) = self.tools.get(tool).map(|m| m.clone()) else {
             let Some(first) = sent().next() else { return Ok(Vec::new()) };
             return match unverified {
-                Unverified::Refuse => Err(mismatch(
-                    first.as_str(),
-                    "belongs to a tool whose schema this proxy has not seen (list tools first)",
-                    id,
-                )),
+                Unverified::Refuse => Err(mismatch(first.as_str(), UNVERIFIED, id)),
                 Unverified::Strip => Ok(sent().cloned().collect()),
             };
         };

@@ -99,6 +99,12 @@ impl PolicyStage {
             })
             .collect();
         if decisions.iter().all(|d| d.allow) {
+            if let Some(header) = &mcp.unverified_mirror {
+                let id = mcp.messages.first().and_then(|m| m.id.clone());
+                let problem = crate::mcp::mirror::UNVERIFIED;
+                let e = crate::mcp::InspectError::ParamMismatch { header: header.to_string(), problem, id };
+                return Err(Rejection::from(e));
+            }
             return Ok(());
         }
         Err(self.denial(mcp, &decisions, decision_id))
