@@ -100,6 +100,10 @@ pub struct OutboundConfig {
     /// `upstream.url`.
     pub public_url: Option<String>,
     pub new_key_per_token: bool,
+    /// Register the client first (RFC 7591, the JWT-SVID as `software_statement`).
+    pub registration_endpoint: Option<String>,
+    /// The `client_name` registered; default `mcp-pep-agent`.
+    pub client_name: Option<String>,
 }
 
 impl Default for OutboundConfig {
@@ -116,6 +120,8 @@ impl Default for OutboundConfig {
             refresh_margin_s: 60,
             public_url: None,
             new_key_per_token: false,
+            registration_endpoint: None,
+            client_name: None,
         }
     }
 }
@@ -363,7 +369,23 @@ impl Config {
                 source: tokio::sync::OnceCell::new(),
             },
         };
+        let registration = match &c.registration_endpoint {
+            None => None,
+            Some(e) if url_ok(e) => Some(crate::outbound::Registration {
+                endpoint: e
+                    .parse()
+                    .map_err(|_| invalid("upstream.credentials.registration_endpoint", format!("{e:?}")))?,
+                client_name: c.client_name.clone().unwrap_or_else(|| "mcp-pep-agent".into()),
+            }),
+            Some(e) => {
+                return Err(invalid(
+                    "upstream.credentials.registration_endpoint",
+                    format!("{e:?} is not an http(s) URL"),
+                ));
+            }
+        };
         Ok(OutboundSettings {
+            registration,
             issuer: c.issuer.trim_end_matches('/').to_owned(),
             token_endpoint,
             assertion_type: c.assertion_type.clone(),

@@ -13,7 +13,7 @@ pub mod key;
 pub mod token;
 
 pub use key::DpopKey;
-pub use token::{AssertionSource, OutboundCredentials, OutboundSettings};
+pub use token::{AssertionSource, OutboundCredentials, OutboundSettings, Registration};
 
 /// Why no token could be had; each is answered 503 with its cause and counted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

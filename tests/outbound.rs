@@ -50,10 +50,27 @@ type Challenges = Arc<Mutex<Vec<(&'static str, Option<&'static str>)>>>;
 
 /// A token endpoint, a tool server answering 401 as `tool_401` says, and the proxy.
 async fn setup(issuer_mode: Issuer, tool_401: Challenges) -> Env {
+    setup_with(issuer_mode, tool_401, None).await
+}
+
+/// With `registration`: the status the registration endpoint answers.
+async fn setup_with(issuer_mode: Issuer, tool_401: Challenges, registration: Option<StatusCode>) -> Env {
     let counter = Arc::new(Mutex::new(0u32));
     let issuer = TestUpstream::start(move |r| {
         let counter = counter.clone();
         async move {
+            if r.uri.path().ends_with("/register") {
+                let body: Value = serde_json::from_slice(&r.body).unwrap();
+                assert_eq!(body["software_statement"], "the-jwt-svid");
+                assert_eq!(body["grant_types"], json!(["client_credentials"]));
+                let status = registration.unwrap_or(StatusCode::NOT_FOUND);
+                let body = match status {
+                    StatusCode::CONFLICT => r#"{"errorMessage":"Client already exists"}"#,
+                    StatusCode::FORBIDDEN => r#"{"error":"access_denied","error_description":"not allowed"}"#,
+                    _ => r#"{"client_id":"spiffe://td/agent"}"#,
+                };
+                return json_reply(status, body);
+            }
             let form: Vec<(String, String)> = url::form_urlencoded::parse(&r.body).into_owned().collect();
             let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
             assert_eq!(get("grant_type").as_deref(), Some("client_credentials"));
@@ -121,6 +138,8 @@ async fn setup(issuer_mode: Issuer, tool_401: Challenges) -> Env {
                 token_endpoint: Some(token_endpoint),
                 assertion_file: Some(svid),
                 public_url: Some("https://tools.example.com/mcp".into()),
+                registration_endpoint: registration
+                    .map(|_| format!("http://{}/realms/agents/clients-registrations/spiffe-dcr/register", issuer.addr)),
                 ..Default::default()
             });
         })
@@ -203,6 +222,27 @@ async fn no_usable_token_is_503_naming_the_cause_and_not_ready() {
         assert!(message.contains(cause), "{message}");
         assert!(env.tool.requests().is_empty(), "a request went out without a usable token");
         assert_eq!(env.proxy.admin_get("/readyz").await.status, StatusCode::SERVICE_UNAVAILABLE);
+        env.proxy.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_client_registers_first_and_already_registered_counts() {
+    for (status, works) in [(StatusCode::CREATED, true), (StatusCode::CONFLICT, true), (StatusCode::FORBIDDEN, false)] {
+        let env = setup_with(Issuer::Good, no_401s(), Some(status)).await;
+        let reply = env.proxy.post(tools_call(1, "echo"), &[]).await;
+        assert_eq!(reply.status == StatusCode::OK, works, "registration {status}: {}", reply.text());
+        if !works {
+            assert!(reply.text().contains("access_denied"), "the cause is named: {}", reply.text());
+        }
+        let paths: Vec<String> = env.issuer.requests().iter().map(|r| r.uri.path().to_owned()).collect();
+        assert!(paths[0].ends_with("/register"), "{paths:?}");
+        if works {
+            assert!(paths[1].ends_with("/token"), "{paths:?}");
+            assert_eq!(paths.iter().filter(|p| p.ends_with("/register")).count(), 1, "registered once: {paths:?}");
+        } else {
+            assert!(paths.iter().all(|p| p.ends_with("/register")), "a token was requested unregistered: {paths:?}");
+        }
         env.proxy.stop().await;
     }
 }

@@ -76,6 +76,14 @@ pub struct OutboundSettings {
     pub htu: String,
     /// A new DPoP key for every token (else one per process).
     pub new_key_per_token: bool,
+    /// RFC 7591 registration with the JWT-SVID as `software_statement` before the first
+    /// token (the SPIFFE DCR SPI of seeds 000/001; upstream Keycloak has none).
+    pub registration: Option<Registration>,
+}
+
+pub struct Registration {
+    pub endpoint: Uri,
+    pub client_name: String,
 }
 
 /// A token in hand.
@@ -99,6 +107,8 @@ pub struct OutboundCredentials {
     /// Held across a token request: one refresh at a time, the others wait for it.
     token: Mutex<Option<Token>>,
     token_endpoint: OnceCell<Uri>,
+    /// Set once the client is registered (or registration is off).
+    registered: OnceCell<()>,
     /// The resource server's last `DPoP-Nonce` (RFC 9449 §8), sent in the next proofs.
     nonce: std::sync::Mutex<Option<String>>,
     /// The token endpoint's own nonce (RFC 9449 §8 at the authorization server).
@@ -127,6 +137,7 @@ impl OutboundCredentials {
             key: std::sync::Mutex::new(Arc::new(DpopKey::generate()?)),
             token: Mutex::new(None),
             token_endpoint: OnceCell::new(),
+            registered: OnceCell::new(),
             nonce: std::sync::Mutex::new(None),
             issuer_nonce: std::sync::Mutex::new(None),
             healthy: std::sync::atomic::AtomicBool::new(false),
@@ -280,8 +291,50 @@ impl OutboundCredentials {
         Ok((status, body))
     }
 
+    /// Registers the client by RFC 7591 with the JWT-SVID as software statement; an
+    /// answer that it exists already (409, or a 400 saying so) counts as registered.
+    async fn register(&self) -> Result<(), OutboundError> {
+        let Some(registration) = &self.settings.registration else { return Ok(()) };
+        self.registered
+            .get_or_try_init(|| async {
+                let statement = self.settings.assertion_source.jwt_svid(&self.settings.assertion_audience).await?;
+                let body = serde_json::json!({
+                    "software_statement": statement,
+                    "client_name": registration.client_name,
+                    "grant_types": ["client_credentials"],
+                });
+                let req = Request::post(registration.endpoint.clone())
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::ACCEPT, "application/json")
+                    .body(Full::new(Bytes::from(body.to_string())))
+                    .map_err(|e| OutboundError::Unreachable(e.to_string()))?;
+                let (status, answer) = self.send(req).await?;
+                let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+                let exists = status == http::StatusCode::CONFLICT
+                    || (status == http::StatusCode::BAD_REQUEST && text.contains("already"));
+                if status.is_success() || exists {
+                    tracing::info!(status = status.as_u16(), "client registered (or already registered)");
+                    return Ok(());
+                }
+                if status.is_server_error() {
+                    return Err(OutboundError::Unreachable(format!("registration endpoint answered HTTP {status}")));
+                }
+                let answer: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+                Err(OutboundError::Refused {
+                    error: answer
+                        .get("error")
+                        .and_then(Value::as_str)
+                        .map_or_else(|| format!("registration HTTP {status}"), str::to_owned),
+                    description: answer.get("error_description").and_then(Value::as_str).map(str::to_owned),
+                })
+            })
+            .await
+            .map(|_| ())
+    }
+
     /// One token request (and one retry when the token endpoint asks for a nonce).
     async fn request_token(&self) -> Result<Token, OutboundError> {
+        self.register().await?;
         let endpoint = self.token_endpoint().await?;
         if self.settings.new_key_per_token
             && let Ok(mut key) = self.key.lock()
