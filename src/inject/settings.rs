@@ -32,6 +32,8 @@ const KNOWN: &[&str] = &[
     "cpu-limit",
     "memory-limit",
     "image",
+    "token-issuer",
+    "token-audience",
 ];
 
 /// Defaults for every pod, from the injector's flags (the chart's values).
@@ -98,6 +100,9 @@ pub struct PodSettings {
     pub issuer: Option<String>,
     pub public_url: Option<String>,
     pub audience: Option<String>,
+    /// Egress: obtain the agent's token from this issuer (`upstream.credentials`).
+    pub token_issuer: Option<String>,
+    pub token_audience: Option<String>,
     pub log_format: String,
     pub log_level: String,
     pub resources: [(&'static str, String); 4],
@@ -188,6 +193,12 @@ pub fn pod_settings(
     let trust_domain = get("trust-domain").unwrap_or(&defaults.trust_domain).to_owned();
     let issuer = get("issuer").map(str::to_owned).or_else(|| defaults.issuer.clone());
     let public_url = get("public-url").map(str::to_owned);
+    if get("token-issuer").is_some_and(|t| !t.starts_with("https://") && !t.starts_with("http://")) {
+        return Err(bad("token-issuer", "must be the issuer's URL (the Keycloak realm)"));
+    }
+    if get("token-issuer").is_some() && mode != Mode::Egress {
+        return Err(bad("token-issuer", "is for egress sidecars (next to an agent)"));
+    }
     if issuer.is_some() && public_url.is_none() {
         return Err(bad("public-url", "is required with an issuer (the URL agents use: the DPoP htu)"));
     }
@@ -205,6 +216,8 @@ pub fn pod_settings(
         issuer,
         public_url,
         audience: get("audience").map(str::to_owned),
+        token_issuer: get("token-issuer").map(str::to_owned),
+        token_audience: get("token-audience").map(str::to_owned),
         log_format,
         log_level: get("log-level").unwrap_or("info").to_owned(),
         resources,
@@ -237,6 +250,14 @@ impl PodSettings {
         let mut upstream = serde_json::json!({ "url": self.upstream });
         if let Some(id) = &self.upstream_spiffe_id {
             upstream["spiffe_id"] = id.clone().into();
+        }
+        if let Some(issuer) = &self.token_issuer {
+            // The agent holds nothing: its sidecar gets the token with the pod's JWT-SVID.
+            let mut credentials = serde_json::json!({ "issuer": issuer });
+            if let Some(audience) = &self.token_audience {
+                credentials["audience"] = audience.clone().into();
+            }
+            upstream["credentials"] = credentials;
         }
         let mut config = serde_json::json!({
             "listen": format!("{listen_host}:{}", self.port),
@@ -291,6 +312,8 @@ mod tests {
             (&[("mode", "ingress"), ("cpu-limit", "1; rm -rf")], "cpu-limit"),
             (&[("mode", "ingress"), ("issuer", "https://kc/realms/r")], "public-url"),
             (&[("mode", "ingress"), ("typo", "x")], "typo"),
+            (&[("mode", "ingress"), ("token-issuer", "https://kc/realms/r")], "token-issuer"),
+            (&[("upstream", "http://t/mcp"), ("token-issuer", "kc")], "token-issuer"),
         ];
         for (pairs, key) in cases {
             let err = settings(pairs).expect_err(&format!("{pairs:?} was accepted"));
@@ -318,6 +341,12 @@ mod tests {
         for pairs in [
             &[("mode", "ingress"), ("issuer", "https://kc/realms/r"), ("public-url", "https://t/mcp")][..],
             &[("upstream", "https://tools:8443/mcp"), ("upstream-spiffe-id", "spiffe://td/t")][..],
+            &[
+                ("upstream", "https://tools:8443/mcp"),
+                ("upstream-spiffe-id", "spiffe://td/t"),
+                ("token-issuer", "https://kc/realms/agents"),
+                ("token-audience", "https://tools:8443/mcp"),
+            ][..],
         ] {
             let yaml = settings(pairs).unwrap().config_yaml();
             let config = crate::config::Config::parse(&yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
