@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use mcp_pep::demo::pki::{LeafSpec, TestCa};
 use rcgen::KeyUsagePurpose;
-use support::tls::{LOCALHOST, Pki, SIDECAR, TD, TRUSTED, UNTRUSTED, mtls_post};
+use support::tls::{LOCALHOST, Pki, SIDECAR, TD, TRUSTED, UNTRUSTED, client_tls, mtls_post, mtls_request_using};
 use support::{STEP, TestProxy, TestUpstream, metric};
 
 const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
@@ -249,6 +249,37 @@ async fn rotated_files_serve_new_handshakes_without_a_restart() {
     let text = proxy.metrics().await;
     let updates = metric(&text, "mcp_pep_svid_updates_total", &[("source", "files"), ("result", "ok")]);
     assert!(updates >= Some(2.0), "{updates:?}");
+    proxy.stop().await;
+}
+
+/// A client whose CA left the bundle is refused even when it resumes a TLS session it
+/// had before (a pooled client offers its ticket): resumption would skip the certificate
+/// check, so the listener does not offer it.
+#[tokio::test]
+async fn a_dropped_ca_is_refused_on_resumption_too() {
+    let pki = Pki::new();
+    let upstream = TestUpstream::json_ok().await;
+    let proxy = start(&pki, &upstream).await;
+    let ca2 = TestCa::new(TD).unwrap();
+    let agent = pki.agent(TRUSTED);
+    let pooled = client_tls(Some(&agent), &[&pki.ca, &ca2]).unwrap();
+    let first = mtls_request_using(proxy.mcp_addr, &pooled, http::Method::POST, CALL, &[]).await.expect("first call");
+    assert_eq!(first.status, 200, "{}", first.body);
+
+    let rotated = ca2.leaf(&LeafSpec::svid(SIDECAR).with_ip(LOCALHOST)).unwrap();
+    pki.write_sidecar(&rotated, &[&ca2]);
+    // A new session (a fresh client) is refused once the rotation is in.
+    let deadline = tokio::time::Instant::now() + STEP;
+    while mtls_post(proxy.mcp_addr, Some(&agent), &[&pki.ca, &ca2], CALL).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "the old CA was never dropped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = mtls_request_using(proxy.mcp_addr, &pooled, http::Method::POST, CALL, &[]).await;
+    assert!(
+        again.is_err(),
+        "resumed with a certificate the bundle no longer vouches for: {:?}",
+        again.map(|r| r.status)
+    );
     proxy.stop().await;
 }
 

@@ -55,6 +55,10 @@ pub fn server_config(store: Arc<SvidStore>, trust_domains: BTreeSet<String>) -> 
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(SvidResolver(store)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // No resumption: a resumed session skips the client certificate check, so a client
+    // whose CA left the bundle, or whose SVID expired, would keep getting in.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 
@@ -63,11 +67,15 @@ pub fn client_config(store: Arc<SvidStore>, expected: String) -> Result<ClientCo
     let provider = provider();
     let verifier = Arc::new(SpiffeServerVerifier { store: store.clone(), expected, provider: provider.clone() });
     // No ALPN here: the HTTP connector sets it (and refuses a preset one).
-    Ok(ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
-        .with_client_cert_resolver(Arc::new(SvidResolver(store))))
+        .with_client_cert_resolver(Arc::new(SvidResolver(store)));
+    // No resumption: it would skip the server certificate check after a bundle rotation,
+    // and a resumed session would not present a rotated SVID.
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
 }
 
 /// Hands out the current SVID, server and client side alike.

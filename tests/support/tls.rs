@@ -110,6 +110,13 @@ pub async fn mtls_request(
     body: &'static str,
     headers: &[(&str, &str)],
 ) -> Result<TlsReply, BoxError> {
+    let config = client_tls(client, roots)?;
+    mtls_request_using(addr, &config, method, body, headers).await
+}
+
+/// A TLS client presenting `client` (if any) and trusting `roots`. rustls keeps session
+/// tickets in it: reusing it across connections tries resumption, as a pooled client does.
+pub fn client_tls(client: Option<&Leaf>, roots: &[&TestCa]) -> Result<Arc<rustls::ClientConfig>, BoxError> {
     let mut store = rustls::RootCertStore::empty();
     for ca in roots {
         store.add(ca.cert.clone())?;
@@ -122,8 +129,19 @@ pub async fn mtls_request(
         Some(leaf) => builder.with_client_auth_cert(leaf.chain.clone(), leaf.key_der())?,
         None => builder.with_no_client_auth(),
     };
+    Ok(Arc::new(config))
+}
+
+/// [`mtls_request`] on a new connection made with `config`.
+pub async fn mtls_request_using(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    method: http::Method,
+    body: &'static str,
+    headers: &[(&str, &str)],
+) -> Result<TlsReply, BoxError> {
     let tcp = TcpStream::connect(addr).await?;
-    let tls = TlsConnector::from(Arc::new(config)).connect(ServerName::IpAddress(addr.ip().into()), tcp).await?;
+    let tls = TlsConnector::from(config.clone()).connect(ServerName::IpAddress(addr.ip().into()), tcp).await?;
     let server_cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned().ok_or("no server cert")?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
     tokio::spawn(conn);
