@@ -7,6 +7,7 @@ Usage: py_modern_client.py URL [--mode auto|legacy|2026-07-28] [--expect-version
                            [--discover] [--expect-tools NAME,...]
                            [--dpop-issuer ISSUER_URL --dpop-client CLIENT_JSON [--expect-nonce]]
                            [--cert CERT --key KEY --ca CA [--server-id ID]]
+                           [--hold-for S] [--ready-file F --wait-file G]
 
 URL is a fixture_server.py (or ts_modern_server.mjs), directly or through mcp-pep.
 `--mode` is the SDK's negotiation: `auto` (default: probes server/discover, falls back to
@@ -48,6 +49,10 @@ Steps, each failing the run with a message:
      acknowledged, call add_tool {"name": "dyn_<random>"} (on `--trigger-url` with a second
      pinned client, else on this connection); a tools list_changed event must arrive
      within 10 s; then tools/list again, which (without --trigger-url) must list the new tool.
+  8. `--hold-for S`: the same connection (one session on 2025-era) calls read_file every
+     0.5 s for S seconds; `--ready-file F --wait-file G`: then F is created and the calls go
+     on until G exists (at most 60 s), then once more. Every call must succeed: a long
+     session through a sidecar that refreshes tokens or rotates SVIDs meanwhile.
 Exit 0 when every step passed, 1 with "[pymodern] FAIL: ..." otherwise.
 """
 
@@ -55,6 +60,7 @@ import argparse
 import json
 import sys
 import uuid
+from pathlib import Path
 
 import anyio
 import httpx2
@@ -226,6 +232,9 @@ async def run(args: argparse.Namespace) -> None:
                 check(modern, "--listen needs a 2026-07-28 connection")
                 await listen_for_change(client, args.trigger_url)
 
+            if args.hold_for or args.ready_file:
+                await hold(client, args)
+
         if modern:
             # After the client closed: a listen teardown's notifications/cancelled is in too.
             posts = rec.posts()
@@ -268,6 +277,32 @@ async def listen_for_change(client: Client, trigger_url: str | None) -> None:
     step(f"tools/list after list_changed: ok ({len(names)} tools, {new_tool} {'listed' if new_tool in names else 'not listed'})")
 
 
+async def hold(client: Client, args: argparse.Namespace) -> None:
+    """Step 8: keep the connection (and its session) busy for a while."""
+    calls = 0
+
+    async def one(label: str) -> None:
+        nonlocal calls
+        calls += 1
+        result = await client.call_tool("read_file", {"path": READ_PATH})
+        text = text_of(result)
+        check(not result.is_error and text == f"contents of {READ_PATH}", f"{label}: got {text!r}")
+
+    deadline = anyio.current_time() + args.hold_for
+    while anyio.current_time() < deadline:
+        await one(f"hold: call {calls + 1}")
+        await anyio.sleep(0.5)
+    if args.ready_file:
+        Path(args.ready_file).touch()
+        step(f"hold: {calls} calls so far; {args.ready_file} created, waiting for {args.wait_file}")
+        with anyio.fail_after(60):
+            while not Path(args.wait_file).exists():
+                await one(f"hold: call {calls + 1} (waiting)")
+                await anyio.sleep(0.5)
+        await one(f"hold: call {calls + 1} (after {args.wait_file})")
+    step(f"hold: {calls} read_file calls on one connection, all ok")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Python SDK 2.3.x client for the 2026-07-28 e2e stage")
     parser.add_argument("url")
@@ -286,8 +321,13 @@ def main() -> int:
     parser.add_argument("--key", help="its private key (PEM)")
     parser.add_argument("--ca", help="X.509 bundle (PEM) the server must chain to")
     parser.add_argument("--server-id", default=py_mtls_client.SIDECAR_ID, help="the server's SPIFFE ID")
+    parser.add_argument("--hold-for", type=float, default=0, metavar="S", help="step 8: call read_file for S seconds")
+    parser.add_argument("--ready-file", help="step 8: create this file, then call until --wait-file exists")
+    parser.add_argument("--wait-file")
     args = parser.parse_args()
     dpop_auth.check_arguments(parser, args)
+    if bool(args.ready_file) != bool(args.wait_file):
+        parser.error("--ready-file and --wait-file go together")
     if not (bool(args.cert) == bool(args.key) == bool(args.ca)):
         parser.error("--cert, --key and --ca go together")
     try:
@@ -299,7 +339,8 @@ def main() -> int:
 
 
 async def _bounded(args: argparse.Namespace) -> None:
-    with anyio.fail_after(60):  # a hung peer fails the test instead of stalling it
+    # A hung peer fails the test instead of stalling it.
+    with anyio.fail_after(60 + args.hold_for + (60 if args.ready_file else 0)):
         await run(args)
 
 

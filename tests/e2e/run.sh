@@ -16,7 +16,9 @@
 # (tests/e2e/policies; nonce mode with the shipped policies and a loopback identity). Then the
 # 2026-07-28 stage (modern.sh) and SPIFFE (spiffe.sh): mcp-pep's SVID and bundles from a
 # Workload API server, the Python SDK over mTLS (with the shipped policies in front of the
-# fixture too), refused certificates, rotation.
+# fixture too), refused certificates, rotation. Last the agent stage (agent.sh): SDK clients
+# with no credentials through their own egress mcp-pep (SVID, JWT-SVID -> Keycloak stand-in
+# -> DPoP token, a proof per request) to an mTLS + DPoP ingress mcp-pep.
 # Ends with the plain "N passed, M failed" line.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -284,6 +286,8 @@ PY
 . "$here/modern.sh"
 # --- SPIFFE identity: Workload API, mTLS, rotation (spiffe.sh) ---------------------
 . "$here/spiffe.sh"
+# --- Agents with no credentials: egress sidecars, the Keycloak stand-in (agent.sh) --
+. "$here/agent.sh"
 
 echo "e2e: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
