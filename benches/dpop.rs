@@ -118,7 +118,9 @@ fn es256_verifiers(c: &mut Criterion) {
 }
 
 /// What an egress sidecar spends per outgoing request: one fresh proof (`jti`, `iat`,
-/// `ath` over the token) signed by its in-memory key.
+/// `ath` over the token) signed by its in-memory key. And per token refresh: the JWT-SVID
+/// read, a proof for the token endpoint, the POST over loopback HTTP to a token endpoint
+/// that answers at once, and the answer's checks (`token_type`, `cnf.jkt`, `exp`).
 fn outbound(c: &mut Criterion) {
     let key = mcp_pep::outbound::DpopKey::generate().unwrap_or_else(|e| panic!("{e}"));
     let token = "eyJhbGciOiJSUzI1NiJ9.eyJjbmYiOnsiamt0IjoieCJ9fQ.c2lnbmF0dXJl";
@@ -126,7 +128,86 @@ fn outbound(c: &mut Criterion) {
     group.bench_function("sign_proof", |b| {
         b.iter(|| key.proof("POST", "https://tool-server.mcp-tools.svc:8443/mcp", Some(token), None))
     });
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let endpoint = rt.block_on(token_endpoint());
+    let dir = std::env::temp_dir().join(format!("mcp-pep-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let svid = dir.join("jwt-svid");
+    std::fs::write(&svid, "a.jwt-svid.value\n").unwrap_or_else(|e| panic!("{e}"));
+    let settings = mcp_pep::outbound::OutboundSettings {
+        issuer: format!("http://{endpoint}/realms/agents"),
+        token_endpoint: Some(format!("http://{endpoint}/token").parse().unwrap_or_else(|e| panic!("{e}"))),
+        assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe".into(),
+        assertion_audience: format!("http://{endpoint}/realms/agents"),
+        assertion_source: mcp_pep::outbound::AssertionSource::File(svid),
+        scope: None,
+        audience: None,
+        resource: None,
+        refresh_margin: Duration::from_secs(60),
+        htu: "https://tool-server.mcp-tools.svc:8443/mcp".into(),
+        new_key_per_token: false,
+        registration: None,
+    };
+    let metrics = std::sync::Arc::new(mcp_pep::metrics::Metrics::new().unwrap_or_else(|e| panic!("{e}")));
+    let credentials = mcp_pep::outbound::OutboundCredentials::new(std::sync::Arc::new(settings), metrics)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut current = rt.block_on(credentials.credential(None)).unwrap_or_else(|e| panic!("{e}")).token;
+    group.bench_function("token_refresh", |b| {
+        // Naming the current token as refused forces a new one, as a 401 invalid_token does.
+        b.iter(|| {
+            current = rt.block_on(credentials.credential(Some(&current))).unwrap_or_else(|e| panic!("{e}")).token;
+        })
+    });
     group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A token endpoint on 127.0.0.1 that binds each token to the key of the request's proof.
+async fn token_endpoint() -> std::net::SocketAddr {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| async move {
+                let proof = req.headers().get("dpop").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                let header = proof.split('.').next().and_then(|h| BASE64URL_NOPAD.decode(h.as_bytes()).ok());
+                let header: serde_json::Value =
+                    header.and_then(|h| serde_json::from_slice(&h).ok()).unwrap_or_default();
+                let jkt = PublicJwk::from_json(&header["jwk"]).map(|k| k.thumbprint()).unwrap_or_default();
+                let exp =
+                    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + 300;
+                let jti = next_serial();
+                let claims = json!({"iss": "bench", "exp": exp, "jti": jti, "cnf": {"jkt": jkt}});
+                let token = format!("e30.{}.c2ln", BASE64URL_NOPAD.encode(claims.to_string().as_bytes()));
+                let body = json!({"access_token": token, "token_type": "DPoP", "expires_in": 300}).to_string();
+                Ok::<_, std::convert::Infallible>(
+                    hyper::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(body)))
+                        .unwrap_or_default(),
+                )
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
+            );
+        }
+    });
+    addr
+}
+
+/// A distinct value per token (each must differ from the one it replaces).
+fn next_serial() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 criterion_group!(benches, verify, es256_verifiers, outbound);
