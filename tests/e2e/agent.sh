@@ -24,6 +24,8 @@
 #     the client's own Authorization/DPoP/Cookie replaced, no credential reaching the fixture,
 #     no JWT in any mcp-pep log;
 #   - a 2025-era SSE GET stream and DELETE through both sidecars (each needs its own proof);
+#   - server-everything behind its own ingress (tests/e2e/policies): the Python and TS SDK 1.x
+#     clients' sessions (initialize, GET stream, echo, get-env denied, DELETE);
 #   - a nonce-demanding ingress (auth.dpop_nonce): one challenge, the nonce kept for later calls;
 #   - a session longer than two token lifetimes (12 s tokens): refreshed in the background,
 #     every call answered;
@@ -116,7 +118,8 @@ fx_log="$ag/upstream-requests.jsonl"
 start_bg agent-fixture "$E2E_PY" fixture_server.py "$fx_port" --request-log "$fx_log"
 fx="http://127.0.0.1:$fx_port/mcp"
 
-# ingress NAME [YAML...]: the tool server's mcp-pep; extra YAML lines go under auth:.
+# ingress NAME [YAML...]: the tool server's mcp-pep (in front of $ingress_upstream, default the
+# fixture, with $ingress_policies, default the shipped ones); extra YAML lines go under auth:.
 # Sets PORT_<NAME> and ADMIN_<NAME>.
 start_ingress() {
   local name="$1" port admin; shift
@@ -125,9 +128,9 @@ start_ingress() {
 listen: "127.0.0.1:$port"
 admin_listen: "127.0.0.1:$admin"
 upstream:
-  url: "$fx"
+  url: "${ingress_upstream:-$fx}"
 policy:
-  dir: "$repo/policies"
+  dir: "${ingress_policies:-$repo/policies}"
 identity:
   source: workload_api
   workload_api_socket: "unix://$ag_sock_dir/ingress.sock"
@@ -146,11 +149,20 @@ YAML
 }
 start_ingress ingress
 start_ingress ingress-nonce "dpop_nonce: true"
+# server-everything behind a third ingress with the e2e policies (get-env denied to everyone).
+if [[ -z "${direct:-}" ]]; then
+  everything_port="$(free_port)"
+  start_everything "$everything_port"
+  direct="http://127.0.0.1:$everything_port/mcp"
+fi
+ingress_upstream="$direct" ingress_policies="$here/policies" start_ingress ingress-everything
+ingress_everything="https://127.0.0.1:$PORT_ingress_everything/mcp"
 ingress="https://127.0.0.1:$PORT_ingress/mcp"
 ingress_nonce="https://127.0.0.1:$PORT_ingress_nonce/mcp"
 
 # start_egress NAME AGENT UPSTREAM: the agent's mcp-pep: plain HTTP on loopback for the
-# agent's client (which holds nothing), the pod's SVID and a token of its own upstream.
+# agent's client (which holds nothing), the pod's SVID and a token of its own upstream; it
+# decides with $egress_policies (default the shipped ones).
 # Sets PORT_<NAME> and ADMIN_<NAME> (dashes as underscores).
 start_egress() {
   local name="$1" agent="$2" upstream="$3" port admin
@@ -167,7 +179,7 @@ upstream:
     issuer: "$issuer"
     refresh_margin_s: 4
 policy:
-  dir: "$repo/policies"
+  dir: "${egress_policies:-$repo/policies}"
 identity:
   source: workload_api
   workload_api_socket: "unix://$ag_sock_dir/$agent.sock"
@@ -182,6 +194,7 @@ start_egress egress-trusted trusted-agent "$ingress"
 start_egress egress-semi semi-trusted-agent "$ingress"
 start_egress egress-untrusted untrusted-agent "$ingress"
 start_egress egress-nonce trusted-agent "$ingress_nonce"
+egress_policies="$here/policies" start_egress egress-everything trusted-agent "$ingress_everything"
 egress_url() { local v="PORT_${1//-/_}"; echo "http://127.0.0.1:${!v}/mcp"; }
 admin_url() { local v="ADMIN_${1//-/_}"; echo "http://127.0.0.1:${!v}"; }
 wait_http "$fx" 30 || cat "$E2E_LOGDIR/agent-fixture.log" >&2
@@ -211,7 +224,7 @@ log_mark() { echo $(($(wc -l <"$E2E_LOGDIR/$1.log") + 1)); }
 py() { "$E2E_PY" py_modern_client.py "$@"; }
 ts() { "$E2E_NODE" ts_modern_client.mjs "$@"; }
 
-for name in ingress ingress-nonce egress-trusted egress-semi egress-untrusted egress-nonce; do
+for name in ingress ingress-nonce ingress-everything egress-trusted egress-semi egress-untrusted egress-nonce egress-everything; do
   check "agent-$name-ready" retry 20 curl -sf "$(admin_url "$name")/readyz"
 done
 # Where each credential came from: the egress names its DPoP key and the token's expiry.
@@ -294,6 +307,13 @@ legacy_stream_and_delete() {
 check agent-legacy-get-stream-and-delete legacy_stream_and_delete
 check agent-ingress-get-had-proof metric ingress 'mcp_pep_rejections_total{reason="dpop_missing",stage="credentials"}' eq 0
 
+# --- server-everything through both sidecars: the SDKs' 2025-era sessions (Python: GET stream
+# and DELETE, each with its own proof) ---
+check agent-everything-py "$E2E_PY" py_client.py "$(egress_url egress-everything)" --expect-deny get-env
+check agent-everything-ts "$E2E_NODE" ts_client.mjs "$(egress_url egress-everything)" --expect-deny get-env
+check agent-everything-get-env-denied-at-egress metric egress-everything \
+  'mcp_pep_decisions_total{decision="deny",method="tools/call",tool="get-env"}' ge 2
+
 # --- A nonce-demanding ingress: one challenge, then the nonce is kept ---
 check agent-nonce-trusted-py py "$(egress_url egress-nonce)" --mode 2026-07-28 --no-write
 check agent-nonce-trusted-py-again py "$(egress_url egress-nonce)" --mode 2026-07-28 --no-write
@@ -372,7 +392,7 @@ check agent-rotation-old-ca-agent-refused fails py "$(egress_url egress-semi)" -
 # --- Nothing leaked: no JWT (token, proof or JWT-SVID) in any mcp-pep log ---
 no_jwt_in_logs() {
   local f found=0
-  for f in "$E2E_LOGDIR"/{ingress,ingress-nonce,egress-trusted,egress-semi,egress-untrusted,egress-nonce,egress-late}.log; do
+  for f in "$E2E_LOGDIR"/{ingress,ingress-nonce,ingress-everything,egress-trusted,egress-semi,egress-untrusted,egress-nonce,egress-everything,egress-late}.log; do
     if sed 's/\x1b\[[0-9;]*m//g' "$f" | grep -Eq 'eyJ[A-Za-z0-9_-]{10,}'; then
       echo "a JWT in $(basename "$f")"; found=1
     fi
