@@ -28,6 +28,9 @@ pub struct Config {
     pub admin_listen: String,
     pub mcp_path: String,
     pub allowed_origins: Vec<String>,
+    /// `Host` names the MCP listener answers to (DNS rebinding); empty: derived from
+    /// `listen` and `auth.public_url`; `["*"]`: any.
+    pub allowed_hosts: Vec<String>,
     pub shutdown_grace_ms: u64,
     pub upstream: UpstreamConfig,
     pub policy: PolicyConfig,
@@ -146,6 +149,17 @@ pub struct LimitsConfig {
     pub max_body_bytes: usize,
     pub max_json_depth: usize,
     pub max_connections: usize,
+    /// HTTP/1: from a request's first byte to the end of its headers; also how long an
+    /// idle keep-alive connection is kept.
+    pub header_read_timeout_ms: u64,
+    /// From the end of the headers to the body's last byte.
+    pub body_read_timeout_ms: u64,
+    /// Bytes of request headers (HTTP/1 line + headers, h2 header list).
+    pub max_header_bytes: usize,
+    /// HTTP/1: headers per request.
+    pub max_headers: usize,
+    /// h2: concurrent streams per connection.
+    pub h2_max_concurrent_streams: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -185,6 +199,7 @@ impl Default for Config {
             mcp_path: "/mcp".into(),
             // Pages served from this machine are not a DNS-rebinding threat.
             allowed_origins: ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"].map(String::from).to_vec(),
+            allowed_hosts: Vec::new(),
             shutdown_grace_ms: 10_000,
             upstream: UpstreamConfig::default(),
             policy: PolicyConfig::default(),
@@ -229,10 +244,16 @@ impl Default for PolicyConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         let inspect = InspectLimits::default();
+        let listener = ListenerOptions::default();
         LimitsConfig {
             max_body_bytes: inspect.max_body_bytes,
             max_json_depth: inspect.max_depth,
-            max_connections: ListenerOptions::default().max_connections,
+            max_connections: listener.max_connections,
+            header_read_timeout_ms: listener.header_read_timeout.as_millis() as u64,
+            body_read_timeout_ms: inspect.body_read_timeout.as_millis() as u64,
+            max_header_bytes: listener.max_header_bytes,
+            max_headers: listener.max_headers,
+            h2_max_concurrent_streams: listener.h2_max_concurrent_streams,
         }
     }
 }
@@ -403,6 +424,46 @@ impl Config {
         })
     }
 
+    /// The `Host` allowlist: as configured, or the loopback names plus `auth.public_url`'s
+    /// host. A listener on a wildcard address with no public URL has no names to derive
+    /// (a Service, a pod IP): `None`, not checked, and said so at start.
+    fn allowed_hosts(&self, listen: SocketAddr) -> Result<Option<Vec<crate::proxy::host::HostPattern>>, String> {
+        use crate::proxy::host::HostPattern;
+        if self.allowed_hosts.iter().any(|h| h == "*") {
+            return if self.allowed_hosts.len() == 1 { Ok(None) } else { Err("\"*\" stands alone".into()) };
+        }
+        let mut patterns = self
+            .allowed_hosts
+            .iter()
+            .map(|h| HostPattern::parse(h).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !patterns.is_empty() {
+            return Ok(Some(patterns));
+        }
+        let public_host = self
+            .auth
+            .public_url
+            .as_deref()
+            .and_then(|u| u.parse::<Uri>().ok())
+            .and_then(|u| u.host().map(str::to_owned));
+        if listen.ip().is_unspecified() && public_host.is_none() {
+            tracing::warn!(%listen, "Host is not checked: set allowed_hosts (or auth.public_url) for DNS rebinding protection");
+            return Ok(None);
+        }
+        patterns.extend(HostPattern::loopback());
+        if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
+            let ip = match listen.ip() {
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            };
+            patterns.push(HostPattern::parse(&ip).map_err(|e| e.to_string())?);
+        }
+        if let Some(host) = public_host {
+            patterns.push(HostPattern::parse(&host).map_err(|e| format!("from auth.public_url: {e}"))?);
+        }
+        Ok(Some(patterns))
+    }
+
     pub fn validate(&self, origin: &str) -> Result<Settings, ConfigError> {
         let invalid = |key: &'static str, problem: String| ConfigError::Invalid { origin: origin.into(), key, problem };
         let addr = |key, v: &str| {
@@ -414,6 +475,7 @@ impl Config {
         if !self.mcp_path.starts_with('/') {
             return Err(invalid("mcp_path", format!("{:?} must start with '/'", self.mcp_path)));
         }
+        let allowed_hosts = self.allowed_hosts(listen).map_err(|problem| invalid("allowed_hosts", problem))?;
         let url = self
             .upstream
             .url
@@ -553,6 +615,11 @@ impl Config {
         for (key, value) in [
             ("upstream.connect_timeout_ms", self.upstream.connect_timeout_ms),
             ("upstream.response_header_timeout_ms", self.upstream.response_header_timeout_ms),
+            ("limits.header_read_timeout_ms", self.limits.header_read_timeout_ms),
+            ("limits.body_read_timeout_ms", self.limits.body_read_timeout_ms),
+            ("limits.max_header_bytes", self.limits.max_header_bytes as u64),
+            ("limits.max_headers", self.limits.max_headers as u64),
+            ("limits.h2_max_concurrent_streams", u64::from(self.limits.h2_max_concurrent_streams)),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be greater than 0".into()));
@@ -568,14 +635,21 @@ impl Config {
             listener: ListenerOptions {
                 max_connections: self.limits.max_connections,
                 shutdown_grace: ms(self.shutdown_grace_ms),
+                header_read_timeout: ms(self.limits.header_read_timeout_ms),
+                max_header_bytes: self.limits.max_header_bytes,
+                max_headers: self.limits.max_headers,
+                h2_max_concurrent_streams: self.limits.h2_max_concurrent_streams,
+                connection_errors: Default::default(),
             },
             stack: StackConfig {
                 mcp_path: self.mcp_path.clone(),
                 allowed_origins: self.allowed_origins.clone(),
+                allowed_hosts,
                 identity: identity.clone(),
                 limits: InspectLimits {
                     max_body_bytes: self.limits.max_body_bytes,
                     max_depth: self.limits.max_json_depth,
+                    body_read_timeout: ms(self.limits.body_read_timeout_ms),
                 },
                 policy: PolicyOptions { deny_status, expose_reasons: self.policy.expose_reasons },
                 upstream_url,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::pki_types::CertificateDer;
@@ -43,17 +43,63 @@ pub struct TlsAccept {
     pub on_handshake: Option<OnHandshake>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ListenerOptions {
     /// Connections served at once; further accepts wait for a slot.
     pub max_connections: usize,
     /// How long open connections may run after shutdown starts.
     pub shutdown_grace: Duration,
+    /// HTTP/1: a request's headers must be complete this long after its first byte
+    /// (and an idle keep-alive connection is closed after it): slowloris bound.
+    pub header_read_timeout: Duration,
+    /// Bytes of request headers (HTTP/1 read buffer, h2 header list).
+    pub max_header_bytes: usize,
+    /// HTTP/1: headers per request.
+    pub max_headers: usize,
+    /// h2: streams open at once per connection.
+    pub h2_max_concurrent_streams: u32,
+    /// Counts connections hyper ended with an error, by [`connection_error_reason`].
+    pub connection_errors: ConnectionErrors,
+}
+
+/// `mcp_pep_connection_errors_total`, when the listener has metrics.
+#[derive(Clone, Default)]
+pub struct ConnectionErrors(pub Option<prometheus::IntCounterVec>);
+
+impl std::fmt::Debug for ConnectionErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "ConnectionErrors(counted)" } else { "ConnectionErrors(off)" })
+    }
+}
+
+/// A bounded label for why hyper ended a connection: the refusals that happen before a
+/// request reaches any stage (431, header timeout, unparsable request) are told apart.
+pub fn connection_error_reason(error: &(dyn std::error::Error + 'static)) -> &'static str {
+    let Some(hyper_error) = error.downcast_ref::<hyper::Error>() else { return "other" };
+    if hyper_error.is_timeout() {
+        "header_timeout"
+    } else if hyper_error.is_parse_too_large() {
+        "headers_too_large"
+    } else if hyper_error.is_parse() || hyper_error.is_parse_status() {
+        "malformed"
+    } else if hyper_error.is_incomplete_message() {
+        "incomplete"
+    } else {
+        "io"
+    }
 }
 
 impl Default for ListenerOptions {
     fn default() -> Self {
-        ListenerOptions { max_connections: 4096, shutdown_grace: Duration::from_secs(10) }
+        ListenerOptions {
+            max_connections: 4096,
+            shutdown_grace: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            h2_max_concurrent_streams: 100,
+            connection_errors: ConnectionErrors::default(),
+        }
     }
 }
 
@@ -71,7 +117,19 @@ pub async fn serve<S>(
 {
     let slots = Arc::new(Semaphore::new(options.max_connections));
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        // hyper's floor for the read buffer is 8 KiB.
+        .max_buf_size(options.max_header_bytes.max(8192))
+        .max_headers(options.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(options.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX));
     let mut connections = JoinSet::new();
     let mut backoff = Duration::from_millis(5);
     tokio::pin!(shutdown);
@@ -98,12 +156,16 @@ pub async fn serve<S>(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let errors = options.connection_errors.clone();
         connections.spawn(async move {
             match tls {
-                None => serve_connection(stream, ConnInfo { remote, peer_svid: None }, service, builder, watcher).await,
+                None => {
+                    let info = ConnInfo { remote, peer_svid: None };
+                    serve_connection(stream, info, service, builder, watcher, errors).await;
+                }
                 Some(tls) => {
                     let Some((stream, peer_svid)) = handshake(stream, &tls).await else { return drop(permit) };
-                    serve_connection(stream, ConnInfo { remote, peer_svid }, service, builder, watcher).await;
+                    serve_connection(stream, ConnInfo { remote, peer_svid }, service, builder, watcher, errors).await;
                 }
             }
             drop(permit);
@@ -155,6 +217,7 @@ async fn serve_connection<S, IO>(
     service: S,
     builder: auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
+    errors: ConnectionErrors,
 ) where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -167,7 +230,11 @@ async fn serve_connection<S, IO>(
     });
     let conn = builder.serve_connection(TokioIo::new(io), hyper_service).into_owned();
     if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(error = %e, %remote, "connection ended with an error");
+        let reason = connection_error_reason(&*e);
+        tracing::debug!(error = %e, reason, %remote, "connection ended with an error");
+        if let Some(counter) = &errors.0 {
+            counter.with_label_values(&[reason]).inc();
+        }
     }
 }
 

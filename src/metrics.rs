@@ -61,6 +61,7 @@ pub struct Metrics {
     pub outbound_token_requests: IntCounterVec,
     pub outbound_token_duration: prometheus::Histogram,
     pub outbound_token_expiry: IntGauge,
+    pub connection_errors: IntCounterVec,
     /// Read on every decision, written only for the first 256 names: a read lock.
     tool_labels: RwLock<HashSet<String>>,
 }
@@ -163,6 +164,11 @@ impl Metrics {
                 "outbound_token_expiry_timestamp_seconds",
                 "When the agent's current outbound token expires (Unix time); 0 before the first.",
             )?,
+            connection_errors: counter(
+                "connection_errors_total",
+                "MCP listener connections ended with an error, by reason (header_timeout, headers_too_large, malformed, incomplete, io, other).",
+                &["reason"],
+            )?,
             tool_labels: RwLock::new(HashSet::new()),
             registry,
         };
@@ -185,6 +191,7 @@ impl Metrics {
         m.registry.register(Box::new(m.outbound_token_requests.clone()))?;
         m.registry.register(Box::new(m.outbound_token_duration.clone()))?;
         m.registry.register(Box::new(m.outbound_token_expiry.clone()))?;
+        m.registry.register(Box::new(m.connection_errors.clone()))?;
         Ok(m)
     }
 

@@ -4,6 +4,7 @@
 pub mod edge;
 pub mod guard;
 pub mod headers;
+pub mod host;
 pub mod stack;
 pub mod upstream;
 

@@ -113,6 +113,10 @@ impl Server {
         if let Some(svid) = identity.store.load().svid.as_ref() {
             metrics.svid_expiry.set(svid.not_after);
         }
+        let options = crate::listener::ListenerOptions {
+            connection_errors: crate::listener::ConnectionErrors(Some(metrics.connection_errors.clone())),
+            ..settings.listener.clone()
+        };
         Ok(Server {
             mcp,
             admin,
@@ -124,7 +128,7 @@ impl Server {
                 svid: identity.source.as_ref().map(|_| identity.store.clone()),
                 outbound,
             },
-            options: settings.listener,
+            options,
             tls,
             svid_source: identity.source.clone().map(|source| (source, identity.clone())),
             reloader: None,

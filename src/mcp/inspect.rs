@@ -2,6 +2,7 @@
 //! the typed [`McpRequest`] on as a request extension with the original bytes as body.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderMap, Method, Request, header};
 use http_body_util::{BodyExt, Limited};
@@ -16,16 +17,19 @@ use crate::error::Rejection;
 use crate::metrics::Metrics;
 use crate::stage::{Next, PipelineStage, StageFuture};
 
-/// Defaults follow the issue: 1 MiB body, 64 levels of nesting.
+/// Defaults: 1 MiB body, 64 levels of nesting, 30 s for the body to arrive.
 #[derive(Debug, Clone, Copy)]
 pub struct InspectLimits {
     pub max_body_bytes: usize,
     pub max_depth: usize,
+    /// From the end of the headers to the body's last byte: a client trickling a body
+    /// holds a connection and a buffer, so it is cut (408) rather than waited for.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for InspectLimits {
     fn default() -> Self {
-        InspectLimits { max_body_bytes: 1024 * 1024, max_depth: 64 }
+        InspectLimits { max_body_bytes: 1024 * 1024, max_depth: 64, body_read_timeout: Duration::from_secs(30) }
     }
 }
 
@@ -98,7 +102,7 @@ pub async fn inspect(
             if !is_json(&parts.headers) {
                 return Err(InspectError::UnsupportedMediaType);
             }
-            let bytes = read_bounded(&parts.headers, body, limits.max_body_bytes).await?;
+            let bytes = read_bounded(&parts.headers, body, &limits).await?;
             let headers = PostHeaders {
                 session_id,
                 protocol_version,
@@ -191,12 +195,17 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
-async fn read_bounded(headers: &HeaderMap, body: Body, limit: usize) -> Result<bytes::Bytes, InspectError> {
+async fn read_bounded(headers: &HeaderMap, body: Body, limits: &InspectLimits) -> Result<bytes::Bytes, InspectError> {
+    let limit = limits.max_body_bytes;
     let declared = header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(InspectError::TooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
+    let read = tokio::time::timeout(limits.body_read_timeout, Limited::new(body, limit).collect());
+    let Ok(collected) = read.await else {
+        return Err(InspectError::BodyTimeout { seconds: limits.body_read_timeout.as_secs() });
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(InspectError::TooLarge { limit }),
         Err(_) => Err(InspectError::BodyRead),

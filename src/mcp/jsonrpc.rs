@@ -21,6 +21,8 @@ pub enum InspectError {
     TooLarge { limit: usize },
     #[error("reading the body failed")]
     BodyRead,
+    #[error("the body did not arrive within {seconds} s")]
+    BodyTimeout { seconds: u64 },
     #[error("content type must be application/json")]
     UnsupportedMediaType,
     #[error(transparent)]
@@ -62,6 +64,7 @@ impl InspectError {
         match self {
             InspectError::TooLarge { .. } => "too_large",
             InspectError::BodyRead => "body_read",
+            InspectError::BodyTimeout { .. } => "body_timeout",
             InspectError::UnsupportedMediaType => "media_type",
             InspectError::Json(StrictJsonError::DuplicateKey(_)) => "duplicate_key",
             InspectError::Json(StrictJsonError::TooDeep(_)) => "too_deep",
@@ -87,6 +90,7 @@ impl From<InspectError> for Rejection {
             InspectError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, code::PARSE_ERROR),
             InspectError::Json(_) | InspectError::BodyRead => (StatusCode::BAD_REQUEST, code::PARSE_ERROR),
             InspectError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, code::REQUEST_REFUSED),
+            InspectError::BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, code::INVALID_REQUEST),
             // The header rules are 2026-07-28's, and so is their code (HeaderMismatch).
             InspectError::HeaderMismatch { .. }
             | InspectError::HeaderMissing { .. }

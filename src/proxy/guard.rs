@@ -1,5 +1,5 @@
-//! What needs no body: refusing the wrong path and a foreign `Origin`, and answering the
-//! protected resource metadata (RFC 9728) when credentials are checked.
+//! What needs no body: refusing a foreign `Host`, the wrong path and a foreign `Origin`,
+//! and answering the protected resource metadata (RFC 9728) when credentials are checked.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -8,6 +8,7 @@ use futures_util::future::{Either, Ready, ready};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use tower::{Layer, Service};
 
+use super::host::AllowedHosts;
 use crate::auth::metadata::ResourceMetadata;
 use crate::body::{Body, full};
 use crate::error::{Rejection, Stage, code};
@@ -18,13 +19,25 @@ pub struct GuardLayer {
     /// `scheme://host[:port]` origins, or `scheme://host:*` (MCP: validate Origin against
     /// DNS rebinding). Requests without `Origin` (non-browser clients) pass.
     allowed_origins: Arc<[String]>,
+    /// `None`: any `Host` (a wildcard listener with no public URL to derive names from).
+    allowed_hosts: Option<Arc<AllowedHosts>>,
     metadata: Option<Arc<ResourceMetadata>>,
 }
 
 impl GuardLayer {
-    pub fn new(mcp_path: &str, allowed_origins: &[String], metadata: Option<ResourceMetadata>) -> Self {
+    pub fn new(
+        mcp_path: &str,
+        allowed_origins: &[String],
+        allowed_hosts: Option<AllowedHosts>,
+        metadata: Option<ResourceMetadata>,
+    ) -> Self {
         let allowed_origins = allowed_origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect();
-        GuardLayer { mcp_path: mcp_path.into(), allowed_origins, metadata: metadata.map(Arc::new) }
+        GuardLayer {
+            mcp_path: mcp_path.into(),
+            allowed_origins,
+            allowed_hosts: allowed_hosts.map(Arc::new),
+            metadata: metadata.map(Arc::new),
+        }
     }
 
     /// The metadata document, when `req` asks for it.
@@ -36,6 +49,17 @@ impl GuardLayer {
     }
 
     pub fn check<B>(&self, req: &Request<B>) -> Result<(), Rejection> {
+        if let Some(hosts) = &self.allowed_hosts
+            && !hosts.allows(req)
+        {
+            return Err(Rejection::new(
+                Stage::Listener,
+                "host",
+                StatusCode::FORBIDDEN,
+                code::REQUEST_REFUSED,
+                "host not allowed",
+            ));
+        }
         if req.uri().path() != &*self.mcp_path {
             return Err(Rejection::new(
                 Stage::Listener,

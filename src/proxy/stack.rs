@@ -27,6 +27,8 @@ use crate::stage::StageLayer;
 pub struct StackConfig {
     pub mcp_path: String,
     pub allowed_origins: Vec<String>,
+    /// `Host` names accepted; `None`: not checked.
+    pub allowed_hosts: Option<Vec<super::host::HostPattern>>,
     /// Loopback identity, SPIFFE material, JWT-SVID settings.
     pub identity: Arc<IdentitySettings>,
     pub limits: InspectLimits,
@@ -94,8 +96,13 @@ pub fn build_stack(
     let service = ServiceBuilder::new()
         // Decision id, span, request metric; every refusal below becomes an answer here.
         .layer(EdgeLayer::new(metrics.clone(), config.policy.expose_reasons))
-        // Cheap refusals first: wrong path, foreign Origin (DNS rebinding).
-        .layer(GuardLayer::new(&config.mcp_path, &config.allowed_origins, metadata))
+        // Cheap refusals first: foreign Host and Origin (DNS rebinding), wrong path.
+        .layer(GuardLayer::new(
+            &config.mcp_path,
+            &config.allowed_origins,
+            config.allowed_hosts.clone().map(super::host::AllowedHosts::new),
+            metadata,
+        ))
         // Who is calling, before anything about what they ask is read.
         .layer(IdentityLayer::new(identity.local.clone()))
         // A JWT-SVID; an access token from a trusted issuer, bound by DPoP to the
