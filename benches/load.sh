@@ -35,6 +35,10 @@ identity:
   local_spiffe_id: spiffe://mcp-identity.local/ns/mcp-agents/sa/trusted-agent
 log:
   level: warn
+# One client drives tens of thousands of requests per second: the per-caller budget
+# (limits.rate_per_caller, 1000/s by default) would measure 429s instead of the proxy.
+limits:
+  rate_per_caller: 0
 YAML
 "$bin" run --config "$work/pep.yaml" >"$work/pep.log" 2>&1 &
 pids+=($!)

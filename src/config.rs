@@ -160,6 +160,16 @@ pub struct LimitsConfig {
     pub max_headers: usize,
     /// h2: concurrent streams per connection.
     pub h2_max_concurrent_streams: u32,
+    /// Requests per second per caller (SPIFFE ID, else token subject, else address); 0: off.
+    pub rate_per_caller: f64,
+    /// Requests a caller may send at once after being idle.
+    pub rate_burst_per_caller: u32,
+    /// SSE answers one caller may hold open; 0: unbounded.
+    pub max_streams_per_caller: usize,
+    /// Callers the rate and stream tables track at once.
+    pub max_callers: usize,
+    /// An answer the proxy must read whole to check (a list, one SSE event); larger: 502.
+    pub max_answer_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,6 +255,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         let inspect = InspectLimits::default();
         let listener = ListenerOptions::default();
+        let callers = crate::limits::CallerLimits::default();
         LimitsConfig {
             max_body_bytes: inspect.max_body_bytes,
             max_json_depth: inspect.max_depth,
@@ -254,6 +265,11 @@ impl Default for LimitsConfig {
             max_header_bytes: listener.max_header_bytes,
             max_headers: listener.max_headers,
             h2_max_concurrent_streams: listener.h2_max_concurrent_streams,
+            rate_per_caller: callers.rate_per_second,
+            rate_burst_per_caller: callers.burst,
+            max_streams_per_caller: callers.max_streams,
+            max_callers: callers.max_callers,
+            max_answer_bytes: crate::policy::AnswerOptions::default().max_answer_bytes,
         }
     }
 }
@@ -611,6 +627,9 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid("log.level", format!("{:?} is not a tracing filter", self.log.level)));
         }
+        if !(self.limits.rate_per_caller.is_finite() && self.limits.rate_per_caller >= 0.0) {
+            return Err(invalid("limits.rate_per_caller", "must be a number of requests per second, 0 for off".into()));
+        }
         let ms = Duration::from_millis;
         for (key, value) in [
             ("upstream.connect_timeout_ms", self.upstream.connect_timeout_ms),
@@ -620,6 +639,9 @@ impl Config {
             ("limits.max_header_bytes", self.limits.max_header_bytes as u64),
             ("limits.max_headers", self.limits.max_headers as u64),
             ("limits.h2_max_concurrent_streams", u64::from(self.limits.h2_max_concurrent_streams)),
+            ("limits.rate_burst_per_caller", u64::from(self.limits.rate_burst_per_caller)),
+            ("limits.max_callers", self.limits.max_callers as u64),
+            ("limits.max_answer_bytes", self.limits.max_answer_bytes as u64),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be greater than 0".into()));
@@ -651,6 +673,12 @@ impl Config {
                     max_depth: self.limits.max_json_depth,
                     body_read_timeout: ms(self.limits.body_read_timeout_ms),
                 },
+                caller_limits: crate::limits::CallerLimits {
+                    rate_per_second: self.limits.rate_per_caller,
+                    burst: self.limits.rate_burst_per_caller,
+                    max_streams: self.limits.max_streams_per_caller,
+                    max_callers: self.limits.max_callers,
+                },
                 policy: PolicyOptions { deny_status, expose_reasons: self.policy.expose_reasons },
                 upstream_url,
                 upstream_timeouts: UpstreamTimeouts {
@@ -664,7 +692,10 @@ impl Config {
                 sessions,
                 auth,
                 unverified_param_headers,
-                answers: crate::policy::AnswerOptions { max_cache_ttl_ms: self.mcp.max_cache_ttl_ms },
+                answers: crate::policy::AnswerOptions {
+                    max_cache_ttl_ms: self.mcp.max_cache_ttl_ms,
+                    max_answer_bytes: self.limits.max_answer_bytes,
+                },
                 outbound,
             },
             identity,

@@ -26,6 +26,7 @@ pub mod demo;
 pub mod error;
 pub mod identity;
 pub mod inject;
+pub mod limits;
 pub mod listener;
 pub mod mcp;
 pub mod metrics;

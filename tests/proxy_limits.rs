@@ -7,6 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
+use http_body_util::BodyExt;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -318,5 +319,239 @@ async fn limits_are_validated() {
         }
         let err = config.validate("test").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains(&format!("limits.{key}")), "{key}: {err}");
+    }
+}
+
+/// One POST from a given loopback source address (127.0.0.x are all this machine's).
+async fn post_from(source: [u8; 4], proxy: &TestProxy, id: i64) -> (u16, String, Option<String>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((source, 0))).unwrap();
+    let mut conn = socket.connect(proxy.mcp_addr).await.unwrap();
+    let body = tools_call(id, "echo");
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+         accept: application/json, text/event-stream\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        proxy.mcp_addr,
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let (raw, _) = read_to_close(&mut conn, STEP).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let retry_after =
+        text.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after: ").map(|v| v.trim().to_owned()));
+    (status_of(&raw).unwrap_or(0), text, retry_after)
+}
+
+#[tokio::test]
+async fn each_caller_has_a_request_budget() {
+    let upstream = TestUpstream::json_ok().await;
+    let proxy = TestProxy::builder(upstream.url())
+        .configure(|c| {
+            c.limits.rate_per_caller = 2.0;
+            c.limits.rate_burst_per_caller = 3;
+        })
+        .start()
+        .await;
+
+    for id in 1..=3 {
+        let (status, text, _) = post_from([127, 0, 0, 1], &proxy, id).await;
+        assert_eq!(status, 200, "request {id} within the burst: {text}");
+    }
+    let (status, text, retry_after) = post_from([127, 0, 0, 1], &proxy, 4).await;
+    assert_eq!(status, 429, "{text}");
+    assert_eq!(retry_after.as_deref(), Some("1"), "{text}");
+    assert!(text.contains("\"id\":4") && text.contains("too many requests"), "no JSON-RPC error for id 4: {text}");
+    assert_eq!(upstream.requests().len(), 3, "a refused request reached the upstream");
+    // Another caller (another address) is not charged for the first one.
+    let (status, text, _) = post_from([127, 0, 0, 2], &proxy, 5).await;
+    assert_eq!(status, 200, "{text}");
+    // Half a second refills one request (2/s), not more.
+    tokio::time::sleep(Duration::from_millis(550)).await;
+    assert_eq!(post_from([127, 0, 0, 1], &proxy, 6).await.0, 200);
+    assert_eq!(post_from([127, 0, 0, 1], &proxy, 7).await.0, 429);
+    assert_eq!(rejections(&proxy.metrics().await, "limits", "rate_limited"), 2.0);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn open_streams_per_caller_are_bounded() {
+    use http_body_util::StreamBody;
+    // Every answer is an SSE stream that stays open until the test drops it.
+    let upstream = TestUpstream::start(|_| async {
+        let first = futures_util::stream::once(async {
+            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from_static(b": open\n\n")))
+        });
+        let events = first.chain(futures_util::stream::pending());
+        http::Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "text/event-stream")
+            .body(BodyExt::boxed(StreamBody::new(events)))
+            .unwrap()
+    })
+    .await;
+    let proxy = TestProxy::builder(upstream.url()).configure(|c| c.limits.max_streams_per_caller = 2).start().await;
+    use futures_util::StreamExt as _;
+
+    let open = |id: i64| {
+        let url = proxy.url();
+        async move { send_raw(post_request(&url, full_body(tools_call(id, "echo")), &[])).await.expect("answer") }
+    };
+    let first = open(1).await;
+    let second = open(2).await;
+    assert_eq!((first.status(), second.status()), (StatusCode::OK, StatusCode::OK));
+    let third = collect(open(3).await).await;
+    assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS, "{}", third.text());
+    assert_eq!(third.json()["id"], 3);
+    assert_eq!(upstream.requests().len(), 2, "the refused request reached the upstream");
+    // Closing one stream gives its slot back.
+    drop(first);
+    let deadline = Instant::now() + STEP;
+    let fourth = loop {
+        let resp = open(4).await;
+        if resp.status() == StatusCode::OK || Instant::now() > deadline {
+            break resp;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(fourth.status(), StatusCode::OK);
+    assert!(rejections(&proxy.metrics().await, "limits", "too_many_streams") >= 1.0);
+    drop((second, fourth));
+    let deadline = Instant::now() + STEP;
+    while metric(&proxy.metrics().await, "mcp_pep_active_streams", &[]) != Some(0.0) {
+        assert!(Instant::now() < deadline, "streams still counted as open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.stop().await;
+}
+
+/// A `tools/list` answer of `tools` tools, as JSON or as one SSE event.
+fn big_list(tools: usize, sse: bool) -> http::Response<UpBody> {
+    let items: Vec<String> =
+        (0..tools).map(|n| format!(r#"{{"name":"tool-{n}","inputSchema":{{"type":"object"}}}}"#)).collect();
+    let json = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"tools":[{}]}}}}"#, items.join(","));
+    if !sse {
+        return json_reply(StatusCode::OK, json);
+    }
+    http::Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/event-stream")
+        .body(up_body(format!("event: message\ndata: {json}\n\n")))
+        .unwrap()
+}
+
+/// (answer, expected status): what cannot be checked whole is refused, never passed on.
+#[tokio::test]
+async fn list_answers_larger_than_the_limit_are_refused_not_forwarded_unfiltered() {
+    let cases = [(10, false, 200), (10, true, 200), (200, false, 502), (200, true, 0)];
+    for (tools, sse, want) in cases {
+        let upstream = TestUpstream::start(move |_| async move { big_list(tools, sse) }).await;
+        let proxy = TestProxy::builder(upstream.url()).configure(|c| c.limits.max_answer_bytes = 4096).start().await;
+        let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        let resp = send_raw(post_request(&proxy.url(), full_body(list), &[])).await.expect("answer");
+        let status = resp.status();
+        let body = match resp.into_body().collect().await {
+            Ok(body) => String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+            Err(_) => String::new(),
+        };
+        let case = format!("{tools} tools, sse: {sse}");
+        if want == 0 {
+            // An SSE answer is already under way: the oversized event is replaced by a
+            // JSON-RPC error event for the request.
+            assert_eq!(status, StatusCode::OK, "{case}");
+            assert!(body.contains("\"error\"") && body.contains("\"id\":1"), "{case}: {body}");
+        } else {
+            assert_eq!(status.as_u16(), want, "{case}: {body}");
+        }
+        if want != 200 {
+            assert!(!body.contains("tool-1"), "{case}: the unchecked list reached the client");
+        }
+        proxy.stop().await;
+    }
+}
+
+/// An upstream that answers every request with the start of an SSE stream (`first`) and
+/// then drops the connection mid-body.
+async fn breaking_sse_upstream(first: &'static str) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut seen = Vec::new();
+                // Read the request's headers and body (Content-Length) before answering.
+                loop {
+                    let Ok(n) = conn.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| {
+                                l.strip_prefix("content-length: ").and_then(|v| v.trim().parse::<usize>().ok())
+                            })
+                            .unwrap_or(0);
+                        if seen.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let chunk = format!("{:x}\r\n{first}\r\n", first.len());
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                let _ = conn.write_all(format!("{head}{chunk}").as_bytes()).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Dropped without the last chunk: the stream breaks.
+            });
+        }
+    });
+    (url, task)
+}
+
+/// (request, what the tool server sent before breaking, whether the client must get an
+/// error for its id): a broken stream ends with an answer, never a hang or a duplicate.
+#[tokio::test]
+async fn a_stream_that_breaks_ends_with_an_error_for_the_pending_request() {
+    let progress = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":1,\"progress\":1}}\n\n";
+    let answered = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[]}}\n\n";
+    let listed = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[]}}\n\n";
+    let list = r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#;
+    let call = tools_call(7, "echo");
+    let cases: [(&str, &'static str, bool); 4] =
+        [(&call, progress, true), (&call, answered, false), (list, progress, true), (list, listed, false)];
+    for (request, first, want_error) in cases {
+        let (url, task) = breaking_sse_upstream(first).await;
+        let proxy = TestProxy::builder(url).start().await;
+        let resp = send_raw(post_request(&proxy.url(), full_body(request.to_owned()), &[])).await.expect("answer");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let collected = tokio::time::timeout(STEP, resp.into_body().collect()).await.expect("the stream ended");
+        let case = format!("{request} after {first:?}");
+        match collected {
+            Ok(body) => {
+                let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+                let errors = text.matches("\"error\"").count();
+                assert!(text.starts_with(first), "{case}: events before the break lost: {text}");
+                assert_eq!(errors, usize::from(want_error), "{case}: {text}");
+                if want_error {
+                    assert!(text.contains("\"id\":7"), "{case}: {text}");
+                }
+            }
+            // Torn, as it was sent: allowed only when the answer already went by.
+            Err(e) => assert!(!want_error, "{case}: torn stream ({e}) instead of an error event"),
+        }
+        wait_streams_closed(&proxy).await;
+        proxy.stop().await;
+        task.abort();
+    }
+}
+
+async fn wait_streams_closed(proxy: &TestProxy) {
+    let deadline = Instant::now() + STEP;
+    while metric(&proxy.metrics().await, "mcp_pep_active_streams", &[]) != Some(0.0) {
+        assert!(Instant::now() < deadline, "a broken stream is still counted as active");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -29,6 +29,11 @@ pub struct AuthConfig {
     pub dpop: String,
     /// Demand server-issued nonces in DPoP proofs (RFC 9449 §9).
     pub dpop_nonce: bool,
+    /// (jti, htu) pairs remembered against replay; full of live entries, new proofs are
+    /// refused until entries expire.
+    pub dpop_replay_entries: usize,
+    /// Of those, live entries one DPoP key may hold.
+    pub dpop_replay_entries_per_key: usize,
     /// Proof `iat` window: Keycloak's defaults.
     pub proof_lifetime_s: u64,
     pub clock_skew_s: u64,
@@ -64,6 +69,8 @@ impl Default for AuthConfig {
             public_url: None,
             dpop: "required".into(),
             dpop_nonce: false,
+            dpop_replay_entries: DpopConfig::default().replay_capacity,
+            dpop_replay_entries_per_key: DpopConfig::default().replay_entries_per_key,
             proof_lifetime_s: 10,
             clock_skew_s: 15,
             algorithms: DEFAULT_ALGORITHMS.iter().map(|a| format!("{a:?}")).collect(),
@@ -162,7 +169,15 @@ impl AuthConfig {
         } else {
             None
         };
+        if self.dpop_replay_entries == 0 || self.dpop_replay_entries_per_key == 0 {
+            return Err(invalid(
+                "auth.dpop_replay_entries",
+                "and dpop_replay_entries_per_key must be greater than 0".into(),
+            ));
+        }
         let dpop = DpopVerifier::new(DpopConfig {
+            replay_capacity: self.dpop_replay_entries,
+            replay_entries_per_key: self.dpop_replay_entries_per_key,
             lifetime: Duration::from_secs(self.proof_lifetime_s),
             clock_skew: Duration::from_secs(self.clock_skew_s),
             nonce,

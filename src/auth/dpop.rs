@@ -52,6 +52,9 @@ pub struct DpopConfig {
     /// proofs are refused until entries expire. ≈ 60 bytes each: 200 000 ≈ 12 MiB, enough
     /// for ≈ 8 000 proofs/s with the default 25 s window.
     pub replay_capacity: usize,
+    /// Live entries one signing key may hold: past it only that key's proofs are refused,
+    /// so one client cannot fill the cache for all (≈ 1 000 proofs/s per key by default).
+    pub replay_entries_per_key: usize,
     /// Longest proof accepted, in bytes (an RSA-8192 proof is ≈ 3.5 KiB).
     pub max_proof_bytes: usize,
     /// When set, every proof must carry a `nonce` this source issued (RFC 9449 §8).
@@ -65,6 +68,7 @@ impl Default for DpopConfig {
             lifetime: Duration::from_secs(10),
             clock_skew: Duration::from_secs(15),
             replay_capacity: 200_000,
+            replay_entries_per_key: 25_000,
             max_proof_bytes: 8 * 1024,
             nonce: None,
         }
@@ -180,6 +184,9 @@ pub enum DpopError {
     /// §11.1: the replay cache is full of live entries; refused rather than unremembered.
     #[error("DPoP replay cache is full")]
     ReplayCacheFull,
+    /// §11.1: this key holds its share of the replay cache; its proofs wait for expiry.
+    #[error("too many recent DPoP proofs from this key")]
+    ReplayKeyQuota,
 }
 
 /// What is wrong with the JWS itself.
@@ -230,6 +237,7 @@ impl DpopError {
             DpopError::JktMismatch => "jkt",
             DpopError::Replayed => "replay",
             DpopError::ReplayCacheFull => "replay_cache_full",
+            DpopError::ReplayKeyQuota => "replay_key_quota",
         }
     }
 
@@ -294,7 +302,7 @@ impl DpopVerifier {
             skew_secs,
             max_proof_bytes: config.max_proof_bytes,
             nonce: config.nonce,
-            replay: ReplayCache::new(config.replay_capacity),
+            replay: ReplayCache::new(config.replay_capacity, config.replay_entries_per_key),
         })
     }
 
@@ -423,9 +431,11 @@ impl DpopVerifier {
         // 13. `jti` is new for this `htu` (§11.1). Remembered until the proof would fail
         //     step 8 anyway; only proofs that passed everything else get here.
         let expires_at = claims.iat.saturating_add(self.max_age_secs);
-        self.replay.record(replay_key(claims.jti, &request_uri), expires_at, now_secs).map_err(|r| match r {
+        let owner = self.replay.owner_of(&jkt);
+        self.replay.record(replay_key(claims.jti, &request_uri), owner, expires_at, now_secs).map_err(|r| match r {
             ReplayRejection::Replayed => DpopError::Replayed,
             ReplayRejection::Full => DpopError::ReplayCacheFull,
+            ReplayRejection::KeyQuota => DpopError::ReplayKeyQuota,
         })?;
 
         Ok(VerifiedProof { jkt, jti: claims.jti.to_owned(), iat: claims.iat })

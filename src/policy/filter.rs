@@ -30,19 +30,20 @@ use crate::metrics::Metrics;
 use crate::stage::{Next, PipelineStage, StageFuture};
 use crate::strict_json;
 
-/// An answer larger than this is refused rather than held in memory.
-const MAX_LIST_BYTES: usize = 16 * 1024 * 1024;
-
 /// How answers to modern requests are rewritten.
 #[derive(Debug, Clone, Copy)]
 pub struct AnswerOptions {
     /// The longest `ttlMs` a client is told, so that a policy change reaches it.
     pub max_cache_ttl_ms: u64,
+    /// An answer that must be read whole to be checked (a JSON list answer, one SSE
+    /// event) larger than this is refused (502) rather than held in memory or passed on
+    /// unchecked.
+    pub max_answer_bytes: usize,
 }
 
 impl Default for AnswerOptions {
     fn default() -> Self {
-        AnswerOptions { max_cache_ttl_ms: 60_000 }
+        AnswerOptions { max_cache_ttl_ms: 60_000, max_answer_bytes: 16 * 1024 * 1024 }
     }
 }
 
@@ -157,11 +158,12 @@ impl AnswerDecider {
                 parts.headers.remove(header::CONTENT_LENGTH);
                 let filtered = SseListFilter {
                     inner: body,
-                    splitter: EventSplitter::new(MAX_LIST_BYTES),
+                    splitter: EventSplitter::new(self.options.max_answer_bytes),
                     pending: VecDeque::new(),
                     decider: self,
                     inner_done: false,
                     at_start: true,
+                    answered: false,
                 };
                 Ok(Response::from_parts(parts, boxed(filtered)))
             }
@@ -171,7 +173,7 @@ impl AnswerDecider {
 
     async fn filter_json(self, resp: Response<Body>) -> Result<Response<Body>, Rejection> {
         let (mut parts, body) = resp.into_parts();
-        let bytes = match Limited::new(body, MAX_LIST_BYTES).collect().await {
+        let bytes = match Limited::new(body, self.options.max_answer_bytes).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return Err(self.refusal("answer unreadable or too large")),
         };
@@ -387,6 +389,9 @@ impl AnswerDecider {
     }
 }
 
+/// The shape of the event that carries an error the proxy writes into a stream.
+const ERROR_EVENT: &[u8] = b"event: message\ndata: {}\n\n";
+
 /// Passes an SSE stream through event by event, each forwarded as soon as it is whole;
 /// every event is checked as [`AnswerDecider::process`] says.
 struct SseListFilter {
@@ -397,6 +402,15 @@ struct SseListFilter {
     inner_done: bool,
     /// No event was read yet.
     at_start: bool,
+    /// The request's answer was among the events passed on.
+    answered: bool,
+}
+
+/// Whether an event's data is a JSON-RPC response to `id`.
+fn answers(data: &str, id: Option<&JsonRpcId>) -> bool {
+    let Some(id) = id else { return false };
+    let Ok(serde_json::Value::Object(message)) = serde_json::from_str::<serde_json::Value>(data) else { return false };
+    (message.contains_key("result") || message.contains_key("error")) && message.get("id") == Some(&id.to_json())
 }
 
 impl SseListFilter {
@@ -406,13 +420,23 @@ impl SseListFilter {
                 Ok(Some(event)) => self.filter_event(event),
                 Ok(None) => return,
                 Err(e) => {
-                    // An event too large to hold: fail closed, end the stream here.
+                    // An event too large to hold: fail closed, end the stream here with
+                    // an error for the request, so the client does not wait for it.
                     tracing::warn!(error = %e, "SSE list stream refused");
-                    self.inner_done = true;
-                    self.splitter.take_remainder();
+                    self.end_with_error("answer too large to check");
                     return;
                 }
             }
+        }
+    }
+
+    /// Ends the stream, after a JSON-RPC error event answering the request unless its
+    /// answer already passed (a second answer to one id would break the client).
+    fn end_with_error(&mut self, why: &str) {
+        self.inner_done = true;
+        self.splitter.take_remainder();
+        if !self.answered {
+            self.pending.push_back(self.decider.error_event(ERROR_EVENT, why));
         }
     }
 
@@ -424,7 +448,13 @@ impl SseListFilter {
         if std::mem::take(&mut self.at_start) && event.starts_with(BOM) {
             self.pending.push_back(event.split_to(BOM.len()));
         }
-        let replaced = event_data(&event).and_then(|data| match self.decider.process(&data) {
+        let data = event_data(&event);
+        if !self.answered
+            && let Some(data) = &data
+        {
+            self.answered = answers(data, self.decider.answer_id().as_ref());
+        }
+        let replaced = data.and_then(|data| match self.decider.process(&data) {
             Ok(Outcome::Unchanged) => None,
             Ok(Outcome::Replaced(filtered)) if filtered == data => None,
             Ok(Outcome::Replaced(filtered)) => Some(replace_data(&event, &filtered)),
@@ -459,7 +489,12 @@ impl http_body::Body for SseListFilter {
                     }
                     Err(frame) => return Poll::Ready(Some(Ok(frame))),
                 },
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Err(e))) => {
+                    // The tool server's stream broke (reset, timeout): the client gets an
+                    // answer for its request and a clean end, not a torn stream.
+                    tracing::warn!(error = %e, "upstream SSE stream failed");
+                    this.end_with_error("the tool server's stream ended abnormally");
+                }
                 Poll::Ready(None) => {
                     this.inner_done = true;
                     // An unterminated last event is filtered like any other: a lenient

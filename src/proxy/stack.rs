@@ -32,6 +32,7 @@ pub struct StackConfig {
     /// Loopback identity, SPIFFE material, JWT-SVID settings.
     pub identity: Arc<IdentitySettings>,
     pub limits: InspectLimits,
+    pub caller_limits: crate::limits::CallerLimits,
     pub policy: PolicyOptions,
     pub upstream_url: Uri,
     pub upstream_timeouts: UpstreamTimeouts,
@@ -111,6 +112,8 @@ pub fn build_stack(
         // Bounded read, strict JSON-RPC, the era and its header rules, typed McpRequest;
         // original bytes kept.
         .layer(StageLayer(InspectStage::new(config.limits, mirror_check.clone())))
+        // Each caller's request rate and open streams, before any policy work.
+        .layer(StageLayer(crate::limits::CallerLimitStage::new(config.caller_limits)))
         // A (legacy) session id only from the caller that created it.
         .layer(StageLayer(SessionStage::new(config.sessions, metrics.clone())))
         // Every message decided; any error or undefined denies.

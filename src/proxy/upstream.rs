@@ -18,7 +18,7 @@ use tower::Service;
 
 use super::headers;
 use crate::body::{Body, BodyError, boxed};
-use crate::context::{McpRequest, PeerIdentity};
+use crate::context::{Era, JsonRpcId, McpRequest, PeerIdentity};
 use crate::error::{Rejection, Stage, code};
 use crate::metrics::Metrics;
 use crate::outbound::OutboundCredentials;
@@ -161,6 +161,11 @@ impl Upstream {
                 parts.headers.insert(name.clone(), value);
             }
         }
+        // Who waits for an answer on a stream: told if the stream breaks before it.
+        let pending = parts.extensions.get::<McpRequest>().and_then(|m| match m.messages.as_slice() {
+            [one] => one.id.clone().map(|id| (id, m.era)),
+            _ => None,
+        });
         let started = Instant::now();
         let resp = match self.outbound.clone() {
             None => {
@@ -182,7 +187,7 @@ impl Upstream {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
-        let body = if is_sse { boxed(StreamGuard::new(boxed(body), &self.metrics)) } else { boxed(body) };
+        let body = if is_sse { boxed(StreamGuard::new(boxed(body), &self.metrics, pending)) } else { boxed(body) };
         Ok(Response::from_parts(parts, body))
     }
 }
@@ -294,17 +299,42 @@ impl Service<Request<Body>> for Upstream {
     }
 }
 
-/// Counts an SSE response as an active stream for as long as its body lives.
+/// Counts an SSE response as an active stream for as long as its body lives. When the
+/// tool server's stream breaks before the request's answer went by, the client gets a
+/// JSON-RPC error event for it and a clean end instead of a torn stream it may wait on.
 struct StreamGuard {
     inner: Body,
     gauge: prometheus::IntGauge,
+    /// The request waiting on this stream and its era (for the error code).
+    pending: Option<(JsonRpcId, Era)>,
+    /// A data frame looked like an answer (`"result"` / `"error"`): no error is added,
+    /// since a second answer to one id would confuse the client more than a torn stream.
+    maybe_answered: bool,
+    ended: bool,
 }
 
 impl StreamGuard {
-    fn new(inner: Body, metrics: &Metrics) -> Self {
+    fn new(inner: Body, metrics: &Metrics, pending: Option<(JsonRpcId, Era)>) -> Self {
         metrics.active_streams.inc();
-        StreamGuard { inner, gauge: metrics.active_streams.clone() }
+        StreamGuard { inner, gauge: metrics.active_streams.clone(), pending, maybe_answered: false, ended: false }
     }
+
+    fn error_event(&self, id: &JsonRpcId, era: Era) -> Bytes {
+        let mut rejection = Rejection::new(
+            Stage::Upstream,
+            "stream_broken",
+            StatusCode::BAD_GATEWAY,
+            code::UPSTREAM_UNAVAILABLE,
+            "the tool server's stream ended before its answer",
+        );
+        rejection.era = era;
+        let body = rejection.error_body(Some(id), &rejection.message, false);
+        Bytes::from(format!("event: message\ndata: {body}\n\n"))
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 impl Drop for StreamGuard {
@@ -318,11 +348,32 @@ impl http_body::Body for StreamGuard {
     type Error = BodyError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if !self.maybe_answered
+                    && let Some(data) = frame.data_ref()
+                {
+                    self.maybe_answered = contains(data, b"\"result\"") || contains(data, b"\"error\"");
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => match self.pending.clone() {
+                Some((id, era)) if !self.maybe_answered => {
+                    tracing::warn!(error = %e, "the tool server's stream broke before its answer");
+                    self.ended = true;
+                    Poll::Ready(Some(Ok(Frame::data(self.error_event(&id, era)))))
+                }
+                _ => Poll::Ready(Some(Err(e))),
+            },
+            other => other,
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.ended || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {

@@ -905,7 +905,7 @@ def config_schema_coverage(chart_dir: Path):
     documented = set()
     for line in section.splitlines():
         if line.startswith("| `"):
-            documented |= set(re.findall(r"`([a-z_.]+)`", line.split("|")[1]))
+            documented |= set(re.findall(r"`([a-z0-9_.]+)`", line.split("|")[1]))
     in_schema = set()
 
     def walk(node, path):

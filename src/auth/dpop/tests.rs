@@ -732,6 +732,18 @@ fn full_replay_cache_refuses_new_proofs() {
     assert!(v.verify(&proof, "POST", URI, Some(TOKEN), None, at(later)).is_ok());
 }
 
+#[test]
+fn one_key_past_its_replay_quota_is_refused_others_are_not() {
+    let config = DpopConfig { replay_capacity: 100, replay_entries_per_key: 2, ..DpopConfig::default() };
+    let v = DpopVerifier::new(config).unwrap();
+    assert!(check(&v, &proof().claim("jti", json!("a")).sign()).is_ok());
+    assert!(check(&v, &proof().claim("jti", json!("b")).sign()).is_ok());
+    assert_eq!(check(&v, &proof().claim("jti", json!("c")).sign()), Err(DpopError::ReplayKeyQuota));
+    // Another key (no token binding here) still has its whole quota.
+    let other = proof().header("jwk", public_jwk(&key(0x2b))).signed_by(key(0x2b)).claim("jti", json!("c")).sign();
+    assert!(v.verify(&other, "POST", URI, Some(TOKEN), None, at(NOW)).is_ok());
+}
+
 // ---- Errors ------------------------------------------------------------------------
 
 #[test]
@@ -780,6 +792,7 @@ fn reasons_are_distinct_per_check() {
         DpopError::JktMismatch,
         DpopError::Replayed,
         DpopError::ReplayCacheFull,
+        DpopError::ReplayKeyQuota,
     ];
     let mut reasons: Vec<_> = all.iter().map(DpopError::reason).collect();
     reasons.sort_unstable();
