@@ -53,7 +53,17 @@ impl Admin {
             "/readyz" if self.outbound.as_ref().is_some_and(|o| !o.is_ready()) => {
                 text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: no outbound token for the agent\n")
             }
-            "/readyz" => text_response(StatusCode::OK, "ready\n"),
+            "/readyz" => match self.policies.current() {
+                // Which policy decides, for the operator comparing pods after a rollout.
+                Some(set) => {
+                    let mut resp =
+                        Response::new(crate::body::full(format!("ready\npolicy revision: {}\n", set.revision())));
+                    resp.headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+                    resp
+                }
+                None => text_response(StatusCode::OK, "ready\n"),
+            },
             _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
         }
     }

@@ -62,6 +62,7 @@ pub struct Metrics {
     pub outbound_token_duration: prometheus::Histogram,
     pub outbound_token_expiry: IntGauge,
     pub connection_errors: IntCounterVec,
+    pub policy_revision: prometheus::IntGaugeVec,
     /// Read on every decision, written only for the first 256 names: a read lock.
     tool_labels: RwLock<HashSet<String>>,
 }
@@ -169,6 +170,10 @@ impl Metrics {
                 "MCP listener connections ended with an error, by reason (header_timeout, headers_too_large, malformed, incomplete, io, other).",
                 &["reason"],
             )?,
+            policy_revision: prometheus::IntGaugeVec::new(
+                Opts::new("policy_revision_info", "The loaded policy set's content hash (1 for the current revision)."),
+                &["revision"],
+            )?,
             tool_labels: RwLock::new(HashSet::new()),
             registry,
         };
@@ -192,6 +197,7 @@ impl Metrics {
         m.registry.register(Box::new(m.outbound_token_duration.clone()))?;
         m.registry.register(Box::new(m.outbound_token_expiry.clone()))?;
         m.registry.register(Box::new(m.connection_errors.clone()))?;
+        m.registry.register(Box::new(m.policy_revision.clone()))?;
         Ok(m)
     }
 

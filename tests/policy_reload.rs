@@ -347,3 +347,38 @@ fn reload_interval_is_validated() {
     let parsed = Config::parse("policy:\n  reload_interval_ms: 0\n").expect("key parses");
     assert_eq!(parsed.policy.reload_interval_ms, 0);
 }
+
+/// The revision in `/readyz` and the one `policy_revision_info` series.
+async fn revision(proxy: &TestProxy) -> (String, Vec<String>) {
+    let ready = proxy.admin_get("/readyz").await.text();
+    let from_readyz = ready.lines().find_map(|l| l.strip_prefix("policy revision: ")).unwrap_or("").to_owned();
+    let metrics = proxy.metrics().await;
+    let series = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("mcp_pep_policy_revision_info{revision=\""))
+        .map(|rest| rest.split('"').next().unwrap_or("").to_owned())
+        .collect();
+    (from_readyz, series)
+}
+
+#[tokio::test]
+async fn every_push_has_a_content_revision_in_readyz_and_metrics() {
+    let upstream = TestUpstream::json_ok().await;
+    let mut dir = ConfigMapDir::new(&push("A"));
+    let proxy = builder(&upstream).start_in(dir.path()).await;
+    let (a, series) = revision(&proxy).await;
+    assert!(a.starts_with("sha256:") && a.len() == 7 + 64, "{a:?}");
+    assert_eq!(series, vec![a.clone()]);
+
+    dir.publish(&push("B"));
+    wait_for_decision(&proxy, "B").await;
+    let (b, series) = revision(&proxy).await;
+    assert_ne!(a, b, "another push, the same revision");
+    assert_eq!(series, vec![b.clone()], "the old revision is still reported");
+
+    // The same bytes again (a new ConfigMap version, same content): the same revision.
+    dir.publish(&push("A"));
+    wait_for_decision(&proxy, "A").await;
+    assert_eq!(revision(&proxy).await.0, a);
+    proxy.stop().await;
+}

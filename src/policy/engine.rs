@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use regorus::{Engine, Value};
@@ -42,6 +43,8 @@ pub struct PolicySet {
     entrypoint: String,
     generation: u64,
     files: Vec<PathBuf>,
+    /// `sha256:` of the files' names and bytes: which policy made a decision.
+    revision: Arc<str>,
     /// What the policies can read of their input (from their syntax trees).
     reads: InputReads,
     /// Decisions by the input's projection onto `reads`; `None`: off or not cacheable.
@@ -77,8 +80,8 @@ impl PolicySet {
     /// Loads every `*.rego`, `*.json`, `*.yaml`/`*.yml` file at the top of `dir` and
     /// checks that `entrypoint` evaluates.
     pub fn load(dir: &Path, entrypoint: &str) -> Result<Self, PolicyError> {
-        let (engine, files) = load_engine(dir, Tests::Skip)?;
-        Self::from_engine(engine, entrypoint, files)
+        let (engine, files, revision) = load_engine_with_revision(dir, Tests::Skip)?;
+        Self::from_engine(engine, entrypoint, files, revision)
     }
 
     /// Builds a set from policy sources held in memory (tests, benches, the demo).
@@ -88,20 +91,28 @@ impl PolicySet {
         entrypoint: &str,
     ) -> Result<Self, PolicyError> {
         let mut engine = new_engine();
+        let mut revision = Revision::new();
         for (name, text) in rego {
+            revision.add(name, text.as_bytes());
             engine
                 .add_policy((*name).to_owned(), (*text).to_owned())
                 .map_err(|e| PolicyError::Compile { file: (*name).into(), message: e.to_string() })?;
         }
         if let Some(data) = data {
+            revision.add("<data>", data.to_string().as_bytes());
             engine
                 .add_data(Value::from(data))
                 .map_err(|e| PolicyError::Data { file: "<memory>".into(), message: e.to_string() })?;
         }
-        Self::from_engine(engine, entrypoint, Vec::new())
+        Self::from_engine(engine, entrypoint, Vec::new(), revision.finish())
     }
 
-    fn from_engine(mut engine: Engine, entrypoint: &str, files: Vec<PathBuf>) -> Result<Self, PolicyError> {
+    fn from_engine(
+        mut engine: Engine,
+        entrypoint: &str,
+        files: Vec<PathBuf>,
+        revision: String,
+    ) -> Result<Self, PolicyError> {
         let entry_error =
             |e: anyhow::Error| PolicyError::Entrypoint { entrypoint: entrypoint.into(), message: e.to_string() };
         // One evaluation now surfaces a missing entrypoint or rule error at load time,
@@ -120,6 +131,7 @@ impl PolicySet {
             entrypoint: entrypoint.to_owned(),
             generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
             files,
+            revision: Arc::from(revision),
             reads,
             cache,
         })
@@ -150,6 +162,11 @@ impl PolicySet {
             cache.insert(key, decision.clone());
         }
         (decided, CacheOutcome::Miss)
+    }
+
+    /// `sha256:<hex>` over every loaded file's name and bytes, in load order.
+    pub fn revision(&self) -> &Arc<str> {
+        &self.revision
     }
 
     pub fn files(&self) -> &[PathBuf] {
@@ -234,6 +251,34 @@ pub fn is_test_file(p: &Path) -> bool {
 
 /// Compiles every policy and data file of `dir` into one engine.
 pub fn load_engine(dir: &Path, tests: Tests) -> Result<(Engine, Vec<PathBuf>), PolicyError> {
+    load_engine_with_revision(dir, tests).map(|(engine, files, _)| (engine, files))
+}
+
+/// A content hash of a policy set, built from the bytes the engine was given (never a
+/// second read, which could see other files).
+struct Revision(aws_lc_rs::digest::Context);
+
+impl Revision {
+    fn new() -> Self {
+        Revision(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256))
+    }
+
+    /// Length-prefixed, so no two sets of (name, bytes) hash alike.
+    fn add(&mut self, name: &str, bytes: &[u8]) {
+        for part in [name.as_bytes(), bytes] {
+            self.0.update(&(part.len() as u64).to_be_bytes());
+            self.0.update(part);
+        }
+    }
+
+    fn finish(self) -> String {
+        let digest = self.0.finish();
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    }
+}
+
+fn load_engine_with_revision(dir: &Path, tests: Tests) -> Result<(Engine, Vec<PathBuf>, String), PolicyError> {
     let mut files = policy_files(dir)?;
     if tests == Tests::Skip {
         files.retain(|f| !is_test_file(f));
@@ -242,9 +287,13 @@ pub fn load_engine(dir: &Path, tests: Tests) -> Result<(Engine, Vec<PathBuf>), P
         return Err(PolicyError::NoPolicies(dir.into()));
     }
     let mut engine = new_engine();
+    let mut revision = Revision::new();
     for file in &files {
         let text =
             std::fs::read_to_string(file).map_err(|source| PolicyError::ReadFile { file: file.clone(), source })?;
+        // By name, not path: the same ConfigMap mounted elsewhere is the same revision.
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        revision.add(&name, text.as_bytes());
         let data_error = |e: anyhow::Error| PolicyError::Data { file: file.clone(), message: e.to_string() };
         match extension(file) {
             "rego" => {
@@ -256,7 +305,7 @@ pub fn load_engine(dir: &Path, tests: Tests) -> Result<(Engine, Vec<PathBuf>), P
             _ => engine.add_data(Value::from_yaml_str(&text).map_err(data_error)?).map_err(data_error)?,
         }
     }
-    Ok((engine, files))
+    Ok((engine, files, revision.finish()))
 }
 
 /// Reads the entrypoint's value: `true`/`false`, or `{"allow": bool, "reasons": [..]}`.

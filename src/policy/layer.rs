@@ -157,6 +157,7 @@ impl PolicyStage {
             allow = decision.allow,
             reasons = ?decision.reasons,
             eval_us = elapsed.as_micros() as u64,
+            policy_revision = &**set.revision(),
             "decision"
         );
         decision

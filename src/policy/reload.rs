@@ -162,6 +162,10 @@ impl PolicyReloader {
     fn accept(&mut self, snapshot: Arc<Snapshot>, set: PolicySet) -> Step {
         let first = self.loaded.is_none() && self.rejected.is_none();
         let (files, entrypoint) = (set.files().len(), set.entrypoint().to_owned());
+        let revision = set.revision().clone();
+        // One series, the current one: a dashboard shows when the revision changed.
+        self.metrics.policy_revision.reset();
+        self.metrics.policy_revision.with_label_values(&[&*revision]).set(1);
         // One store: requests that already hold the old set finish with it, the next
         // ones get the new set, and none sees a mix.
         self.store.replace(set);
@@ -170,9 +174,9 @@ impl PolicyReloader {
         self.metrics.policy_reloads.with_label_values(&["ok"]).inc();
         let dir = self.dir.display();
         if first {
-            tracing::info!(dir = %dir, files, entrypoint, "policies loaded");
+            tracing::info!(dir = %dir, files, entrypoint, %revision, "policies loaded");
         } else {
-            tracing::info!(dir = %dir, files, entrypoint, "policies reloaded");
+            tracing::info!(dir = %dir, files, entrypoint, %revision, "policies reloaded");
         }
         Step::Settled
     }
