@@ -208,7 +208,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
-            init_logging(&LogConfig { format: "text".into(), level: args.log_level.clone() });
+            init_logging(&LogConfig { format: "text".into(), level: args.log_level.clone(), ..LogConfig::default() });
             runtime()?.block_on(crate::demo::run_demo(args))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -227,7 +227,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Webhook(args) => {
-            init_logging(&LogConfig { format: "json".into(), level: "info".into() });
+            init_logging(&LogConfig { format: "json".into(), level: "info".into(), ..LogConfig::default() });
             runtime()?.block_on(crate::inject::webhook::run(args))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -199,6 +199,10 @@ pub struct LogConfig {
     pub format: String,
     /// A tracing filter, e.g. `info` or `mcp_pep=debug`.
     pub level: String,
+    /// OPA decision-log events: `""` off, `stdout`, or a file path (appended).
+    pub decision_log: String,
+    /// Keep tool arguments in decision-log events (default: erased).
+    pub decision_log_arguments: bool,
 }
 
 impl Default for Config {
@@ -276,7 +280,12 @@ impl Default for LimitsConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: "text".into(), level: "info".into() }
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
+            decision_log: String::new(),
+            decision_log_arguments: false,
+        }
     }
 }
 
@@ -672,6 +681,13 @@ impl Config {
                     max_body_bytes: self.limits.max_body_bytes,
                     max_depth: self.limits.max_json_depth,
                     body_read_timeout: ms(self.limits.body_read_timeout_ms),
+                },
+                decision_log: match self.log.decision_log.as_str() {
+                    "" => None,
+                    target => Some(crate::policy::decision_log::DecisionLogOptions {
+                        file: (target != "stdout").then(|| PathBuf::from(target)),
+                        arguments: self.log.decision_log_arguments,
+                    }),
                 },
                 caller_limits: crate::limits::CallerLimits {
                     rate_per_second: self.limits.rate_per_caller,

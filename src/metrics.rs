@@ -63,6 +63,7 @@ pub struct Metrics {
     pub outbound_token_expiry: IntGauge,
     pub connection_errors: IntCounterVec,
     pub policy_revision: prometheus::IntGaugeVec,
+    pub decision_log_dropped: prometheus::IntCounter,
     /// Read on every decision, written only for the first 256 names: a read lock.
     tool_labels: RwLock<HashSet<String>>,
 }
@@ -174,6 +175,10 @@ impl Metrics {
                 Opts::new("policy_revision_info", "The loaded policy set's content hash (1 for the current revision)."),
                 &["revision"],
             )?,
+            decision_log_dropped: prometheus::IntCounter::new(
+                "decision_log_dropped_total",
+                "Decision-log events dropped because the writer fell behind (queue full).",
+            )?,
             tool_labels: RwLock::new(HashSet::new()),
             registry,
         };
@@ -198,6 +203,7 @@ impl Metrics {
         m.registry.register(Box::new(m.outbound_token_expiry.clone()))?;
         m.registry.register(Box::new(m.connection_errors.clone()))?;
         m.registry.register(Box::new(m.policy_revision.clone()))?;
+        m.registry.register(Box::new(m.decision_log_dropped.clone()))?;
         Ok(m)
     }
 

@@ -4,6 +4,7 @@
 //! reads the current set once, so a reload never mixes two sets in one decision.
 
 pub mod cache;
+pub mod decision_log;
 pub mod engine;
 pub mod filter;
 pub mod input;

@@ -35,11 +35,18 @@ pub struct PolicyStage {
     store: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
     options: PolicyOptions,
+    /// OPA-shaped decision events, when configured.
+    decision_log: Option<Arc<super::decision_log::DecisionLog>>,
 }
 
 impl PolicyStage {
     pub fn new(store: Arc<PolicyStore>, metrics: Arc<Metrics>, options: PolicyOptions) -> Self {
-        PolicyStage { store, metrics, options }
+        PolicyStage { store, metrics, options, decision_log: None }
+    }
+
+    pub fn with_decision_log(mut self, log: Option<Arc<super::decision_log::DecisionLog>>) -> Self {
+        self.decision_log = log;
+        self
     }
 }
 
@@ -123,6 +130,7 @@ impl PolicyStage {
     ) -> Decision {
         let started = Instant::now();
         let input = input::build(message, mcp, caller, http, phase);
+        let logged_input = self.decision_log.as_ref().map(|_| input.clone());
         let (decided, cache) = set.decide(input);
         self.metrics.policy_cache.with_label_values(&[cache.as_str()]).inc();
         let (decision, outcome) = match decided {
@@ -160,6 +168,17 @@ impl PolicyStage {
             policy_revision = &**set.revision(),
             "decision"
         );
+        if let (Some(log), Some(input)) = (&self.decision_log, logged_input) {
+            log.record(super::decision_log::Event {
+                decision_id: decision_id.as_str(),
+                entrypoint: set.entrypoint(),
+                input,
+                allow: decision.allow,
+                reasons: &decision.reasons,
+                revision: set.revision(),
+                eval: elapsed,
+            });
+        }
         decision
     }
 

@@ -33,6 +33,8 @@ pub struct StackConfig {
     pub identity: Arc<IdentitySettings>,
     pub limits: InspectLimits,
     pub caller_limits: crate::limits::CallerLimits,
+    /// OPA-shaped decision log; `None`: decisions only in the tracing log.
+    pub decision_log: Option<crate::policy::decision_log::DecisionLogOptions>,
     pub policy: PolicyOptions,
     pub upstream_url: Uri,
     pub upstream_timeouts: UpstreamTimeouts,
@@ -93,6 +95,16 @@ pub fn build_stack(
         versions: Arc::default(),
         unverified: config.unverified_param_headers,
     };
+    let decision_log = config.decision_log.as_ref().and_then(|options| {
+        match crate::policy::decision_log::DecisionLog::start(options, metrics.clone()) {
+            Ok(log) => Some(log),
+            // Checked writable with the configuration; a later failure is loud, not fatal.
+            Err(e) => {
+                tracing::error!(error = %e, "the decision log cannot be opened");
+                None
+            }
+        }
+    });
     let credentials = CredentialsStage::new(config.auth.clone(), jwt_svid, metadata.as_ref(), metrics.clone());
     let service = ServiceBuilder::new()
         // Decision id, span, request metric; every refusal below becomes an answer here.
@@ -117,7 +129,9 @@ pub fn build_stack(
         // A (legacy) session id only from the caller that created it.
         .layer(StageLayer(SessionStage::new(config.sessions, metrics.clone())))
         // Every message decided; any error or undefined denies.
-        .layer(StageLayer(PolicyStage::new(store.clone(), metrics.clone(), config.policy)))
+        .layer(StageLayer(
+            PolicyStage::new(store.clone(), metrics.clone(), config.policy).with_decision_log(decision_log),
+        ))
         // Answers checked on the way back (JSON and SSE): lists show only what the caller
         // may use; 2026-07-28 answers made private to caches, their input requests decided.
         .layer(StageLayer(AnswerFilterStage::new(store, metrics, mirror_check.clone(), config.answers)))
