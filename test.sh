@@ -16,6 +16,9 @@ cargo clippy --locked --all-targets -- -D warnings
 step "cargo test"
 cargo test --locked
 
+step "fuzz smoke: every parser target 10 s plus its regressions (cargo-fuzz, cached in fuzz/target)"
+bash fuzz/run.sh --smoke
+
 step "e2e: real MCP SDK clients, server-everything, conformance suite, both MCP eras"
 cargo build --locked --bin mcp-pep
 bash tests/e2e/run.sh target/debug/mcp-pep

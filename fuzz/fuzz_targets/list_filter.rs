@@ -126,10 +126,15 @@ fn envelope(msg: &str) -> Option<(&RawValue, &RawValue)> {
 fn model_one(msg: &str, targets: &[ListTarget], keep: &mut Keep<'_>) -> Result<Option<String>, ListError> {
     let Some((raw_id, result)) = envelope(msg) else { return Ok(None) };
     let id_value: Value = serde_json::from_str(raw_id.get()).unwrap();
-    let Some(target) = targets.iter().find(|t| same_id(&id_value, &t.id)) else { return Ok(None) };
+    let exact = targets.iter().find(|t| same_id(&id_value, &t.id));
+    let members: Option<BTreeMap<String, &RawValue>> = serde_json::from_str(result.get()).ok();
+    // Clients match ids loosely, so a list result under another id is filtered too, by the
+    // first target whose items key it has.
+    let loose = || targets.iter().find(|t| members.as_ref().is_some_and(|m| m.contains_key(t.kind.items_key())));
+    let Some(target) = exact.or_else(loose) else { return Ok(None) };
     let key = target.kind.items_key();
     let no_items = ListError::NoItems(key);
-    let members: BTreeMap<String, &RawValue> = serde_json::from_str(result.get()).map_err(|_| no_items.clone())?;
+    let members = members.clone().ok_or(no_items.clone())?;
     let array = *members.get(key).ok_or(no_items.clone())?;
     let items: Vec<&RawValue> = serde_json::from_str(array.get()).map_err(|_| no_items)?;
     let mut kept = Vec::new();
