@@ -11,7 +11,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,13 +73,13 @@ fn free_port() -> u16 {
 }
 
 impl Redis {
-    fn start(binary: &PathBuf) -> Redis {
+    fn start(binary: &Path) -> Redis {
         Redis::start_with(binary, Vec::new(), TempDir::new("redis"))
     }
 
     /// Extra `redis-server` arguments (TLS, AUTH) with their files in `dir`.
-    fn start_with(binary: &PathBuf, args: Vec<String>, dir: TempDir) -> Redis {
-        let mut redis = Redis { binary: binary.clone(), port: free_port(), args, child: None, _dir: dir };
+    fn start_with(binary: &Path, args: Vec<String>, dir: TempDir) -> Redis {
+        let mut redis = Redis { binary: binary.to_path_buf(), port: free_port(), args, child: None, _dir: dir };
         redis.restart();
         redis
     }
