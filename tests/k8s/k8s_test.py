@@ -54,7 +54,8 @@ CRD_KINDS = {
 WEBHOOK_FIXED_ARGS = ["webhook", "--listen", "0.0.0.0:8443", "--tls-cert", "/tls/tls.crt",
                       "--tls-key", "/tls/tls.key", "--metrics-listen", "0.0.0.0:9091"]
 INJECTOR_FLAGS = {"--image", "--trust-domain", "--policy-configmap", "--csi-driver",
-                  "--socket-name", "--issuer", "--log-format"}
+                  "--socket-name", "--issuer", "--log-format",
+                  "--state-redis-url", "--state-redis-password-secret", "--state-redis-ca-secret"}
 METRICS = {  # README "Observability"
     "mcp_pep_decisions_total", "mcp_pep_policy_reloads_total", "mcp_pep_svid_expiry_timestamp_seconds",
     "mcp_pep_upstream_errors_total", "mcp_pep_request_duration_seconds", "mcp_pep_policy_evaluation_duration_seconds",
@@ -470,6 +471,11 @@ def webhook_objects(docs, values):
     }
     if i["issuer"]:
         want["--issuer"] = i["issuer"]
+    for flag, key in (("--state-redis-url", "url"), ("--state-redis-password-secret", "passwordSecret"), ("--state-redis-ca-secret", "caSecret")):
+        v = i["state"]["redis"][key]
+        expect((flag in a) == bool(v), f"{flag} without its value, or the value without the flag")
+        if v:
+            want[flag] = v
     for flag, v in want.items():
         expect(flag_value(a, flag) == v, f"{flag} is {flag_value(a, flag)!r}, want {v!r}")
     expect(("--issuer" in a) == bool(i["issuer"]), "--issuer without an issuer")
