@@ -15,12 +15,13 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::future::join_all;
 use mcp_pep::metrics::Metrics;
-use mcp_pep::state::{RedisSettings, RedisState, SessionOwner, SharedState};
+use mcp_pep::state::{RedisSettings, RedisState, SessionLookup, SessionOwner, SharedState};
 
 const NOW: u64 = 1_700_000_000;
 
@@ -60,6 +61,23 @@ fn clock(n: u64) -> u64 {
     NOW + n / 4_096
 }
 
+fn owner() -> SessionOwner {
+    SessionOwner {
+        spiffe_id: Some("spiffe://mcp-identity.local/ns/mcp-agents/sa/trusted-agent".into()),
+        issuer: Some("https://kc.example.test/realms/agents".into()),
+        subject: Some("5f0c1b7e-1111-4a2b-9c3d-agent7".into()),
+        jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into()),
+    }
+}
+
+/// Runs `f` as a task on the runtime and returns the time it measured.
+fn timed<F>(rt: &tokio::runtime::Runtime, f: F) -> Duration
+where
+    F: Future<Output = Duration> + Send + 'static,
+{
+    rt.block_on(rt.spawn(f)).unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn key(n: u64) -> [u8; 32] {
     let mut k = [0u8; 32];
     k[..8].copy_from_slice(&n.to_be_bytes());
@@ -67,12 +85,14 @@ fn key(n: u64) -> [u8; 32] {
 }
 
 fn state(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap_or_else(|e| {
+    // As the proxy runs: a multi-threaded runtime with one worker per core, the timed loop
+    // itself a task on it (as a request is), not on the bench thread.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap_or_else(|e| {
         panic!("{e}");
     });
     let (_server, port) = redis_server();
     let metrics = || Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
-    let memory = SharedState::memory(200_000, 3_600, 1_000, metrics());
+    let memory = Arc::new(SharedState::memory(200_000, 3_600, 1_000, metrics()));
     let settings = RedisSettings {
         url: format!("redis://127.0.0.1:{port}/"),
         username: None,
@@ -89,27 +109,22 @@ fn state(c: &mut Criterion) {
         let state = SharedState::new(Box::new(store), metrics(), false);
         state.maintain(NOW).await;
         assert!(state.is_up(), "redis-server answers");
-        state
+        Arc::new(state)
     });
-    let owner = SessionOwner {
-        spiffe_id: Some("spiffe://mcp-identity.local/ns/mcp-agents/sa/trusted-agent".into()),
-        issuer: Some("https://kc.example.test/realms/agents".into()),
-        subject: Some("5f0c1b7e-1111-4a2b-9c3d-agent7".into()),
-        jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into()),
-    };
+    let owner = Arc::new(owner());
 
     let mut group = c.benchmark_group("state");
-    for (name, backend) in [("memory", &memory), ("redis", &redis)] {
-        let mut next = 0u64;
+    for (name, backend) in [("memory", memory), ("redis", redis)] {
+        let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
         group.bench_function(format!("{name}/dpop_first_use"), |b| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
+                let (backend, next) = (backend.clone(), next.clone());
+                timed(&rt, async move {
                     let start = Instant::now();
                     for _ in 0..iters {
-                        next += 1;
-                        let now = clock(next);
-                        let answer = backend.first_use(key(next), now + 25, now).await;
-                        assert!(answer.is_ok());
+                        let n = next.fetch_add(1, Ordering::Relaxed) + 1;
+                        let now = clock(n);
+                        assert!(backend.first_use(key(n), now + 25, now).await.is_ok());
                     }
                     start.elapsed()
                 })
@@ -117,31 +132,35 @@ fn state(c: &mut Criterion) {
         });
         group.bench_function(format!("{name}/dpop_first_use_64_in_flight"), |b| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
+                let (backend, next) = (backend.clone(), next.clone());
+                timed(&rt, async move {
                     let start = Instant::now();
                     let mut done = 0;
                     while done < iters {
                         let batch = (iters - done).min(64);
-                        let now = clock(next);
-                        let calls = (0..batch).map(|i| backend.first_use(key(next + i + 1), now + 25, now));
+                        let first = next.fetch_add(batch, Ordering::Relaxed) + 1;
+                        let now = clock(first);
+                        let calls = (0..batch).map(|i| backend.first_use(key(first + i), now + 25, now));
                         assert!(join_all(calls).await.iter().all(Result::is_ok));
-                        next += batch;
                         done += batch;
                     }
                     start.elapsed()
                 })
             })
         });
-        rt.block_on(async {
-            backend.bind_session("bench-session", &owner).await.unwrap_or_else(|e| panic!("{e}"));
-        });
+        {
+            let (backend, owner) = (backend.clone(), owner.clone());
+            rt.block_on(async move { backend.bind_session("bench-session", &owner).await })
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
         group.bench_function(format!("{name}/session_touch"), |b| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
+                let (backend, owner) = (backend.clone(), owner.clone());
+                timed(&rt, async move {
                     let start = Instant::now();
                     for _ in 0..iters {
                         let answer = backend.touch_session("bench-session", &owner).await;
-                        assert_eq!(answer, Ok(mcp_pep::state::SessionLookup::Owned));
+                        assert_eq!(answer, Ok(SessionLookup::Owned));
                     }
                     start.elapsed()
                 })
@@ -149,7 +168,8 @@ fn state(c: &mut Criterion) {
         });
         group.bench_function(format!("{name}/session_bind"), |b| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
+                let (backend, owner) = (backend.clone(), owner.clone());
+                timed(&rt, async move {
                     let start = Instant::now();
                     for i in 0..iters {
                         // A bounded set of ids: the memory table stays under its cap.
