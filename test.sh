@@ -13,7 +13,9 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 
-step "cargo test"
+step "cargo test (with a real redis-server for the shared-state tests: tests/redis/setup.sh)"
+MCP_PEP_REDIS_SERVER="$(bash tests/redis/setup.sh)"
+export MCP_PEP_REDIS_SERVER
 cargo test --locked
 
 step "fuzz smoke: every parser target 10 s plus its regressions (cargo-fuzz, cached in fuzz/target)"

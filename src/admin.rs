@@ -1,6 +1,7 @@
 //! The admin listener: `/metrics`, `/healthz` (process up), `/readyz` (policy loaded;
 //! when credentials are checked, the issuers' signing keys fetched; with a SPIFFE
-//! source, the first SVID material installed and the sidecar's SVID not expired).
+//! source, the first SVID material installed and the sidecar's SVID not expired; with a
+//! shared state backend, its last operation or health check answered).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use crate::body::{Body, full, text_response};
 use crate::identity::material::SvidStore;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
+use crate::state::SharedState;
 
 #[derive(Clone)]
 pub struct Admin {
@@ -23,6 +25,8 @@ pub struct Admin {
     pub svid: Option<Arc<SvidStore>>,
     /// With outbound credentials, readiness needs a valid token for the agent.
     pub outbound: Option<Arc<crate::outbound::OutboundCredentials>>,
+    /// Replay checks and sessions need their backend (Redis) answering.
+    pub state: Arc<SharedState>,
 }
 
 impl Admin {
@@ -52,6 +56,9 @@ impl Admin {
             }
             "/readyz" if self.outbound.as_ref().is_some_and(|o| !o.is_ready()) => {
                 text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: no outbound token for the agent\n")
+            }
+            "/readyz" if !self.state.is_up() => {
+                text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: the state backend (redis) does not answer\n")
             }
             "/readyz" => match self.policies.current() {
                 // Which policy decides, for the operator comparing pods after a rollout.

@@ -18,6 +18,7 @@ use crate::mcp::InspectLimits;
 use crate::policy::PolicyOptions;
 use crate::proxy::StackConfig;
 use crate::proxy::upstream::UpstreamTimeouts;
+use crate::state::config::{StateConfig, StateSettings};
 
 /// The file's shape. Every key is optional; unknown keys are errors (a typo must not
 /// silently fall back to a default on a security component).
@@ -39,6 +40,8 @@ pub struct Config {
     pub mcp: McpConfig,
     pub identity: IdentityConfig,
     pub auth: AuthConfig,
+    /// Where replay entries and session bindings live (memory, or Redis for replicas).
+    pub state: StateConfig,
     pub log: LogConfig,
 }
 
@@ -222,6 +225,7 @@ impl Default for Config {
             mcp: McpConfig::default(),
             identity: IdentityConfig::default(),
             auth: AuthConfig::default(),
+            state: StateConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -328,6 +332,10 @@ pub struct Settings {
     pub stack: StackConfig,
     /// SPIFFE material and the mTLS listener.
     pub identity: Arc<IdentitySettings>,
+    /// The state backend, checked; built by the server (it needs the runtime).
+    pub state: StateSettings,
+    /// The memory backend's replay cache bounds.
+    pub replay: crate::state::ReplayLimits,
     pub log: LogConfig,
 }
 
@@ -602,6 +610,22 @@ impl Config {
                 "Authorization carries the access token when auth.issuers is set; use another header".into(),
             ));
         }
+        let state = self
+            .state
+            .validate(Duration::from_secs(self.sessions.idle_timeout_s))
+            .map_err(|e| invalid(e.key, e.problem))?;
+        // Replicas with a random nonce key each would answer every client that moves to
+        // another replica `use_dpop_nonce` again.
+        if state.is_shared()
+            && self.auth.enabled()
+            && self.auth.dpop_nonce
+            && self.auth.dpop_nonce_secret_file.is_none()
+        {
+            return Err(invalid(
+                "auth.dpop_nonce_secret_file",
+                "is required with auth.dpop_nonce and state.backend redis: replicas must share the nonce key".into(),
+            ));
+        }
         let auth = if self.auth.enabled() {
             let settings = self.auth.validate().map_err(|e| invalid(e.key, e.problem))?;
             Some(Arc::new(settings))
@@ -715,6 +739,11 @@ impl Config {
                 outbound,
             },
             identity,
+            state,
+            replay: crate::state::ReplayLimits {
+                capacity: self.auth.dpop_replay_entries,
+                per_key: self.auth.dpop_replay_entries_per_key,
+            },
             log: self.log.clone(),
         })
     }

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! `context` holds the types the stages hand each other as request extensions; it, and
-//! `error`, `body`, `stage` and `strict_json`, import no stage. `proxy::stack` is the one
+//! `error`, `body`, `stage`, `state` and `strict_json`, import no stage. `proxy::stack` is the one
 //! place where the stages are composed. `inject` is not a stage: it puts the sidecar into
 //! Kubernetes workloads (`mcp-pep inject`, `mcp-pep webhook`).
 #![forbid(unsafe_code)]
@@ -35,4 +35,5 @@ pub mod policy;
 pub mod proxy;
 pub mod server;
 pub mod stage;
+pub mod state;
 pub mod strict_json;

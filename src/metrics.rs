@@ -3,7 +3,9 @@
 use std::collections::HashSet;
 use std::sync::RwLock;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// Tool names come from clients: past this many distinct values the label reads `other`,
 /// so a caller cannot grow the registry without bound.
@@ -64,6 +66,9 @@ pub struct Metrics {
     pub connection_errors: IntCounterVec,
     pub policy_revision: prometheus::IntGaugeVec,
     pub decision_log_dropped: prometheus::IntCounter,
+    pub state_duration: HistogramVec,
+    pub state_errors: IntCounterVec,
+    pub state_up: IntGaugeVec,
     /// Read on every decision, written only for the first 256 names: a read lock.
     tool_labels: RwLock<HashSet<String>>,
 }
@@ -179,6 +184,23 @@ impl Metrics {
                 "decision_log_dropped_total",
                 "Decision-log events dropped because the writer fell behind (queue full).",
             )?,
+            state_duration: histogram(
+                "state_operation_duration_seconds",
+                "Time of one shared-state operation (DPoP replay check, session bind/touch/end, ping), by backend and operation.",
+                &["backend", "op"],
+            )?,
+            state_errors: counter(
+                "state_errors_total",
+                "Shared-state operations that failed (the request was refused with 503), by backend, operation and kind (timeout, unavailable, protocol).",
+                &["backend", "op", "kind"],
+            )?,
+            state_up: IntGaugeVec::new(
+                Opts::new(
+                    "state_backend_up",
+                    "1 when the last shared-state operation or health check succeeded, else 0.",
+                ),
+                &["backend"],
+            )?,
             tool_labels: RwLock::new(HashSet::new()),
             registry,
         };
@@ -204,6 +226,9 @@ impl Metrics {
         m.registry.register(Box::new(m.connection_errors.clone()))?;
         m.registry.register(Box::new(m.policy_revision.clone()))?;
         m.registry.register(Box::new(m.decision_log_dropped.clone()))?;
+        m.registry.register(Box::new(m.state_duration.clone()))?;
+        m.registry.register(Box::new(m.state_errors.clone()))?;
+        m.registry.register(Box::new(m.state_up.clone()))?;
         Ok(m)
     }
 

@@ -17,10 +17,15 @@ use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
 use crate::policy::reload::PolicyReloader;
 use crate::proxy::{build_stack, stack::ProxyService};
+use crate::state::{SharedState, StateError};
 
-/// How often to retry fetching issuer keys that are still missing, and then to sweep the
-/// DPoP replay cache.
+/// How often to retry fetching issuer keys that are still missing, and then to refresh
+/// stale ones.
 const KEY_RETRY: Duration = Duration::from_secs(5);
+/// How often the state backend is swept (memory) or pinged (Redis: a down backend is
+/// seen by `/readyz`, and a recovered one brought back, within this).
+const STATE_UPKEEP_MEMORY: Duration = Duration::from_secs(5);
+const STATE_UPKEEP_SHARED: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -32,6 +37,8 @@ pub enum ServerError {
     Tls(#[from] rustls::Error),
     #[error("outbound credentials: {0}")]
     Outbound(#[from] crate::outbound::OutboundError),
+    #[error("state backend: {0}")]
+    State(#[from] StateError),
 }
 
 pub struct Server {
@@ -98,7 +105,15 @@ impl Server {
             Some(s) => Some(Arc::new(crate::outbound::OutboundCredentials::new(s.clone(), metrics.clone())?)),
             None => None,
         };
-        let service = build_stack(&settings.stack, policies.clone(), metrics.clone(), outbound.clone());
+        let sessions = settings.stack.sessions.unwrap_or_default();
+        let state = Arc::new(SharedState::from_settings(
+            &settings.state,
+            settings.replay,
+            sessions.idle_timeout.as_secs(),
+            sessions.max_sessions,
+            metrics.clone(),
+        )?);
+        let service = build_stack(&settings.stack, policies.clone(), metrics.clone(), outbound.clone(), state.clone());
         let identity = &settings.identity;
         let tls = if identity.mtls {
             let config = crate::identity::tls::server_config(identity.store.clone(), identity.trust_domains.clone())?;
@@ -127,6 +142,7 @@ impl Server {
                 auth: settings.stack.auth.clone(),
                 svid: identity.source.as_ref().map(|_| identity.store.clone()),
                 outbound,
+                state,
             },
             options,
             tls,
@@ -157,7 +173,6 @@ impl Server {
         // Dropping the sender stops the reloader too, should `run` itself be dropped.
         let (stop_reloader, reloader_stopped) = watch::channel(false);
         let metrics = self.admin_service.metrics.clone();
-        let keys_metrics = metrics.clone();
         let keys_task = self.admin_service.auth.clone().map(|auth| {
             let mut stopped = reloader_stopped.clone();
             tokio::spawn(async move {
@@ -170,13 +185,10 @@ impl Server {
                         () = tokio::time::sleep(KEY_RETRY) => {}
                     }
                 }
-                // Then keep the replay cache swept and its size visible, and the keys
-                // fresh (a withdrawn key must end tokens served from the cache).
+                // Then keep the keys fresh (a withdrawn key must end tokens served from
+                // the cache).
                 loop {
                     auth.tokens.refresh_stale().await;
-                    auth.dpop.sweep(std::time::SystemTime::now());
-                    let entries = i64::try_from(auth.dpop.replay_entries()).unwrap_or(i64::MAX);
-                    keys_metrics.dpop_replay_entries.set(entries);
                     tokio::select! {
                         _ = stopped.wait_for(|s| *s) => return,
                         () = tokio::time::sleep(KEY_RETRY) => {}
@@ -184,6 +196,24 @@ impl Server {
                 }
             })
         });
+        // The state backend swept (memory) or checked (Redis): `/readyz` follows it, and
+        // the gauges of replay entries and sessions stay current.
+        let state_task = {
+            let state = self.admin_service.state.clone();
+            let mut stopped = reloader_stopped.clone();
+            let every = if state.backend() == "memory" { STATE_UPKEEP_MEMORY } else { STATE_UPKEEP_SHARED };
+            tokio::spawn(async move {
+                loop {
+                    let now =
+                        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                    state.maintain(now).await;
+                    tokio::select! {
+                        _ = stopped.wait_for(|s| *s) => return,
+                        () = tokio::time::sleep(every) => {}
+                    }
+                }
+            })
+        };
         // The agent's token, ready before its first call and refreshed ahead of expiry.
         let outbound_task = self.admin_service.outbound.clone().map(|outbound| {
             let mut stopped = reloader_stopped.clone();
@@ -231,6 +261,7 @@ impl Server {
         if let Some(task) = keys_task {
             let _ = task.await;
         }
+        let _ = state_task.await;
         if let Some(task) = reload_task {
             let _ = task.await;
         }

@@ -110,6 +110,48 @@ fn what_the_sidecar_looks_like() {
     );
 }
 
+/// With the webhook's Redis (`--state-redis-url` and its Secrets), the ingress pod's sidecar
+/// shares it: the Secrets projected read-only, the config naming their files; egress pods
+/// are unchanged; uninjection takes the volume away again.
+#[test]
+fn ingress_sidecars_get_the_shared_state_and_its_secrets() {
+    let with_redis = InjectDefaults {
+        state_redis_url: Some("rediss://redis.infra.svc:6380/0".into()),
+        state_redis_password_secret: Some("redis-auth".into()),
+        state_redis_ca_secret: Some("redis-ca".into()),
+        ..defaults()
+    };
+    let (out, _) = inject_stream(INPUT, &with_redis, false);
+    let all = docs(&out);
+    let tool_server = &all[0]["spec"];
+    assert_eq!(all[0]["metadata"]["annotations"]["mcp-pep.io/mode"], "ingress");
+    let volume = tool_server["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "mcp-pep-state").unwrap();
+    let sources = volume["projected"]["sources"].as_array().unwrap();
+    assert_eq!(sources[0]["secret"]["name"], "redis-auth");
+    assert_eq!(sources[0]["secret"]["items"][0], json!({"key": "password", "path": "password"}));
+    assert_eq!(sources[1]["secret"]["name"], "redis-ca");
+    let sidecar = &tool_server["initContainers"][0];
+    let mount = sidecar["volumeMounts"].as_array().unwrap().iter().find(|m| m["name"] == "mcp-pep-state").unwrap();
+    assert_eq!(
+        (mount["mountPath"].as_str(), mount["readOnly"].as_bool()),
+        (Some("/var/run/secrets/mcp-pep/state"), Some(true))
+    );
+    let config = mcp_pep::config::Config::parse(sidecar["env"][0]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(config.state.backend, "redis");
+    assert_eq!(
+        config.state.redis.password_file.as_deref(),
+        Some(std::path::Path::new("/var/run/secrets/mcp-pep/state/password"))
+    );
+    // The egress agent keeps its state in memory and gets no Secret.
+    let agent = &all[1]["spec"]["template"]["spec"];
+    assert!(agent["volumes"].as_array().unwrap().iter().all(|v| v["name"] != "mcp-pep-state"));
+    // Idempotent, and uninjection restores the input.
+    let (twice, _) = inject_stream(&out, &with_redis, false);
+    assert_eq!(out, twice);
+    let (back, _) = inject_stream(&out, &with_redis, true);
+    assert_eq!(docs(&back), docs(INPUT));
+}
+
 /// Each refused input, and what the report must name.
 #[test]
 fn refused_inputs_name_the_object_and_the_problem() {

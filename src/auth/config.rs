@@ -34,6 +34,9 @@ pub struct AuthConfig {
     pub dpop_replay_entries: usize,
     /// Of those, live entries one DPoP key may hold.
     pub dpop_replay_entries_per_key: usize,
+    /// The nonce key (at least 32 bytes, e.g. a mounted Secret), so that replicas accept
+    /// each other's nonces; default: a random key per process.
+    pub dpop_nonce_secret_file: Option<PathBuf>,
     /// Proof `iat` window: Keycloak's defaults.
     pub proof_lifetime_s: u64,
     pub clock_skew_s: u64,
@@ -71,6 +74,7 @@ impl Default for AuthConfig {
             dpop_nonce: false,
             dpop_replay_entries: DpopConfig::default().replay_capacity,
             dpop_replay_entries_per_key: DpopConfig::default().replay_entries_per_key,
+            dpop_nonce_secret_file: None,
             proof_lifetime_s: 10,
             clock_skew_s: 15,
             algorithms: DEFAULT_ALGORITHMS.iter().map(|a| format!("{a:?}")).collect(),
@@ -162,12 +166,20 @@ impl AuthConfig {
             issuers.push(Issuer { issuer: issuer.issuer.clone(), keys });
         }
         let names = issuers.iter().map(|i| i.issuer.clone()).collect();
-        let nonce = if self.dpop_nonce {
-            let source = NonceSource::random(NonceSource::DEFAULT_WINDOW)
-                .map_err(|_| invalid("auth.dpop_nonce", "no randomness for the nonce key".into()))?;
-            Some(std::sync::Arc::new(source))
-        } else {
-            None
+        let nonce = match (&self.dpop_nonce_secret_file, self.dpop_nonce) {
+            (Some(_), false) => {
+                return Err(invalid("auth.dpop_nonce_secret_file", "needs auth.dpop_nonce: true".into()));
+            }
+            (Some(file), true) => {
+                let secret = read_key_file(file).map_err(|problem| invalid("auth.dpop_nonce_secret_file", problem))?;
+                Some(std::sync::Arc::new(NonceSource::from_secret(&secret, NonceSource::DEFAULT_WINDOW)))
+            }
+            (None, true) => {
+                let source = NonceSource::random(NonceSource::DEFAULT_WINDOW)
+                    .map_err(|_| invalid("auth.dpop_nonce", "no randomness for the nonce key".into()))?;
+                Some(std::sync::Arc::new(source))
+            }
+            (None, false) => None,
         };
         if self.dpop_replay_entries == 0 || self.dpop_replay_entries_per_key == 0 {
             return Err(invalid(
@@ -197,4 +209,20 @@ impl AuthConfig {
             },
         })
     }
+}
+
+/// The shortest nonce key accepted: HMAC-SHA256 wants a key of at least its output size.
+const MIN_NONCE_KEY: usize = 32;
+
+/// A key file's bytes (binary or text), trailing line breaks removed. Errors name the
+/// file and the length, never the content.
+fn read_key_file(file: &std::path::Path) -> Result<Vec<u8>, String> {
+    let mut key = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    while key.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+        key.pop();
+    }
+    if key.len() < MIN_NONCE_KEY {
+        return Err(format!("{}: {} bytes; at least {MIN_NONCE_KEY} are needed", file.display(), key.len()));
+    }
+    Ok(key)
 }

@@ -19,7 +19,6 @@
 
 mod htu;
 mod nonce;
-mod replay;
 #[cfg(test)]
 mod tests;
 
@@ -34,8 +33,8 @@ use serde_json::{Map, Value};
 use crate::auth::jwk::{JwkError, PublicJwk, SigAlg};
 use crate::strict_json::{self, StrictJsonError};
 
+use crate::state::memory::replay::{ReplayCache, ReplayRejection};
 pub use nonce::{NonceRejection, NonceSource, RngError};
-use replay::{ReplayCache, ReplayRejection};
 
 /// How a [`DpopVerifier`] judges proofs.
 #[derive(Debug, Clone)]
@@ -67,8 +66,8 @@ impl Default for DpopConfig {
             algs: SigAlg::ALL.to_vec(),
             lifetime: Duration::from_secs(10),
             clock_skew: Duration::from_secs(15),
-            replay_capacity: 200_000,
-            replay_entries_per_key: 25_000,
+            replay_capacity: crate::state::memory::DEFAULT_REPLAY_CAPACITY,
+            replay_entries_per_key: crate::state::memory::DEFAULT_REPLAY_ENTRIES_PER_KEY,
             max_proof_bytes: 8 * 1024,
             nonce: None,
         }
@@ -104,6 +103,17 @@ impl VerifiedProof {
     pub fn iat(&self) -> u64 {
         self.iat
     }
+}
+
+/// A proof that passed every check but the replay check, which is the caller's
+/// (`SET NX` in a shared backend, or the verifier's own cache in [`DpopVerifier::verify`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedProof {
+    /// SHA-256 of (jti, normalised htu): the same digest whichever backend keeps it.
+    pub replay_key: [u8; 32],
+    /// Last second (Unix) at which the proof is still inside its `iat` window.
+    pub expires_at: u64,
+    pub proof: VerifiedProof,
 }
 
 /// Why a proof is refused: one variant per failed check. Messages never contain the
@@ -329,8 +339,12 @@ impl DpopVerifier {
     }
 
     /// Verifies `proof` for a request with `http_method` to `request_uri` (the external
-    /// URL the client used; query and fragment are ignored). When an access token is
-    /// presented, pass it and, if it is bound, its `cnf.jkt` as `expected_jkt`.
+    /// URL the client used; query and fragment are ignored), and records it in this
+    /// verifier's own replay cache. When an access token is presented, pass it and, if it
+    /// is bound, its `cnf.jkt` as `expected_jkt`.
+    ///
+    /// The proxy's credentials stage uses [`DpopVerifier::check`] instead and records the
+    /// proof in the configured state backend (shared by replicas).
     pub fn verify(
         &self,
         proof: &str,
@@ -340,6 +354,28 @@ impl DpopVerifier {
         expected_jkt: Option<&str>,
         now: SystemTime,
     ) -> Result<VerifiedProof, DpopError> {
+        let checked = self.check(proof, http_method, request_uri, access_token, expected_jkt, now)?;
+        let owner = self.replay.owner_of(&checked.proof.jkt);
+        self.replay.record(checked.replay_key, owner, checked.expires_at, unix_seconds(now)).map_err(|r| match r {
+            ReplayRejection::Replayed => DpopError::Replayed,
+            ReplayRejection::Full => DpopError::ReplayCacheFull,
+            ReplayRejection::KeyQuota => DpopError::ReplayKeyQuota,
+        })?;
+        Ok(checked.proof)
+    }
+
+    /// Every check of §4.3 (steps 1–12 below), but not the replay check: the caller
+    /// records [`CheckedProof::replay_key`] until [`CheckedProof::expires_at`] and refuses
+    /// the proof if it was recorded before.
+    pub fn check(
+        &self,
+        proof: &str,
+        http_method: &str,
+        request_uri: &str,
+        access_token: Option<&str>,
+        expected_jkt: Option<&str>,
+        now: SystemTime,
+    ) -> Result<CheckedProof, DpopError> {
         // 1. A single well-formed JWS (§4.3 checks 1–2): three canonical base64url
         //    segments, header and payload strict JSON objects without duplicate keys.
         //    (A second `DPoP` header field is refused by `single_proof` before this.)
@@ -428,17 +464,14 @@ impl DpopVerifier {
         //     as the only expensive one.
         jwk.verify(alg, jws.signing_input, &jws.signature).map_err(|_| DpopError::BadSignature)?;
 
-        // 13. `jti` is new for this `htu` (§11.1). Remembered until the proof would fail
-        //     step 8 anyway; only proofs that passed everything else get here.
-        let expires_at = claims.iat.saturating_add(self.max_age_secs);
-        let owner = self.replay.owner_of(&jkt);
-        self.replay.record(replay_key(claims.jti, &request_uri), owner, expires_at, now_secs).map_err(|r| match r {
-            ReplayRejection::Replayed => DpopError::Replayed,
-            ReplayRejection::Full => DpopError::ReplayCacheFull,
-            ReplayRejection::KeyQuota => DpopError::ReplayKeyQuota,
-        })?;
-
-        Ok(VerifiedProof { jkt, jti: claims.jti.to_owned(), iat: claims.iat })
+        // 13. `jti` must be new for this `htu` (§11.1): the caller records the key until
+        //     the proof would fail step 8 anyway; only proofs that passed everything else
+        //     get here, so refused proofs take no room.
+        Ok(CheckedProof {
+            replay_key: replay_key(claims.jti, &request_uri),
+            expires_at: claims.iat.saturating_add(self.max_age_secs),
+            proof: VerifiedProof { jkt, jti: claims.jti.to_owned(), iat: claims.iat },
+        })
     }
 }
 

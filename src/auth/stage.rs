@@ -23,6 +23,7 @@ use crate::context::{ConnInfo, IdentitySource, PeerIdentity, PeerSvid, VerifiedT
 use crate::error::{Rejection, Stage, code};
 use crate::metrics::Metrics;
 use crate::stage::{Next, PipelineStage, StageFuture};
+use crate::state::{FirstUse, SharedState, StateError};
 
 /// Why credentials were refused.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,9 @@ pub enum CredentialsError {
     JwtSvidMismatch { jwt: String, cert: String },
     #[error("{0}")]
     Binding(#[from] BindingError),
+    /// The replay check could not be made: never a pass.
+    #[error("{0}")]
+    State(#[from] StateError),
 }
 
 impl CredentialsError {
@@ -62,6 +66,7 @@ impl CredentialsError {
             CredentialsError::JwtSvid(e) => e.reason(),
             CredentialsError::JwtSvidMismatch { .. } => "jwt_svid_mismatch",
             CredentialsError::Binding(e) => e.reason(),
+            CredentialsError::State(_) => "state_unavailable",
         }
     }
 
@@ -76,7 +81,12 @@ impl CredentialsError {
     /// Our side failed (the issuer's keys are unreachable): the client's token may be
     /// fine, so no challenge tells it otherwise.
     fn is_unavailable(&self) -> bool {
-        matches!(self, CredentialsError::Token(TokenError::Keys(_)) | CredentialsError::JwtSvid(JwtSvidError::Keys(_)))
+        matches!(
+            self,
+            CredentialsError::Token(TokenError::Keys(_))
+                | CredentialsError::JwtSvid(JwtSvidError::Keys(_))
+                | CredentialsError::State(_)
+        )
     }
 
     fn challenge(&self) -> (StatusCode, ChallengeError) {
@@ -93,6 +103,8 @@ impl CredentialsError {
             | CredentialsError::NoJwtSvid
             | CredentialsError::JwtSvid(_)
             | CredentialsError::JwtSvidMismatch { .. } => (StatusCode::UNAUTHORIZED, ChallengeError::InvalidToken),
+            // Answered 503 by `refusal` before a challenge is looked at.
+            CredentialsError::State(_) => (StatusCode::SERVICE_UNAVAILABLE, ChallengeError::InvalidToken),
             CredentialsError::Proof(e) if e.is_nonce_error() => {
                 (StatusCode::UNAUTHORIZED, ChallengeError::UseDpopNonce)
             }
@@ -124,6 +136,8 @@ pub struct Credentials {
     jwt_svid: Option<JwtSvidCheck>,
     challenges: Challenges,
     metrics: Arc<Metrics>,
+    /// Where used DPoP proofs are remembered (this process, or Redis for replicas).
+    state: Arc<SharedState>,
 }
 
 impl CredentialsStage {
@@ -132,6 +146,7 @@ impl CredentialsStage {
         jwt_svid: Option<JwtSvidCheck>,
         metadata: Option<&ResourceMetadata>,
         metrics: Arc<Metrics>,
+        state: Arc<SharedState>,
     ) -> Self {
         if settings.is_none() && jwt_svid.is_none() {
             return CredentialsStage::Off;
@@ -140,7 +155,7 @@ impl CredentialsStage {
             settings.as_ref().map(|s| s.dpop.algs().iter().map(|a| a.name()).collect()).unwrap_or_default();
         let metadata_url = metadata.map(|m| m.url.clone()).unwrap_or_default();
         let challenges = Challenges::new(&algs, metadata_url, settings.as_ref().is_some_and(|s| !s.dpop_required));
-        CredentialsStage::On(Arc::new(Credentials { settings, jwt_svid, challenges, metrics }))
+        CredentialsStage::On(Arc::new(Credentials { settings, jwt_svid, challenges, metrics, state }))
     }
 }
 
@@ -276,12 +291,32 @@ impl Credentials {
 
         // 5. The proof, against the URL clients use for this resource (`auth.public_url`).
         let htu = settings.public_url.to_string();
-        settings.dpop.verify(proof, method.as_str(), &htu, Some(token), Some(jkt), SystemTime::now())?;
-        Ok(verified)
+        let now = SystemTime::now();
+        let checked = settings.dpop.check(proof, method.as_str(), &htu, Some(token), Some(jkt), now)?;
+
+        // 6. Its first use (RFC 9449 §11.1), in the state every replica shares. An error
+        //    there refuses the request (503): an unrecorded proof would be replayable.
+        let now_secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        match self.state.first_use(checked.replay_key, checked.proof.jkt(), checked.expires_at, now_secs).await? {
+            FirstUse::New => Ok(verified),
+            FirstUse::Seen => Err(DpopError::Replayed.into()),
+            FirstUse::Full => Err(DpopError::ReplayCacheFull.into()),
+            FirstUse::KeyQuota => Err(DpopError::ReplayKeyQuota.into()),
+        }
     }
 
     fn refusal(&self, e: &CredentialsError) -> Rejection {
         let description = e.to_string();
+        if let CredentialsError::State(state) = e {
+            return Rejection::new(
+                Stage::Credentials,
+                e.reason(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::UNAUTHENTICATED,
+                // The backend's own message (hosts, addresses) stays in the log.
+                format!("the DPoP replay check cannot be made right now ({})", state.kind()),
+            );
+        }
         if e.is_unavailable() {
             tracing::warn!(error = %description, "cannot verify credentials: issuer keys unavailable");
             return Rejection::new(

@@ -5,11 +5,12 @@
 use yaml_serde::{Mapping, Value};
 
 use super::InjectError;
-use super::settings::{Mode, POLICY_DIR, PodSettings, SPIFFE_DIR};
+use super::settings::{Mode, POLICY_DIR, PodSettings, SPIFFE_DIR, STATE_DIR};
 
 pub const CONTAINER: &str = "mcp-pep";
 const POLICY_VOLUME: &str = "mcp-pep-policies";
 const SPIFFE_VOLUME: &str = "mcp-pep-spiffe";
+const STATE_VOLUME: &str = "mcp-pep-state";
 /// distroless `nonroot`.
 pub const UID: i64 = 65532;
 const SCRAPE: [(&str, &str); 3] =
@@ -61,7 +62,7 @@ pub fn inject(metadata: &mut Mapping, spec: &mut Mapping, settings: &PodSettings
     if taken("containers") || taken("initContainers") {
         return Err(InjectError::Malformed(format!("the pod already has a container named {CONTAINER}")));
     }
-    for volume in [POLICY_VOLUME, SPIFFE_VOLUME] {
+    for volume in [POLICY_VOLUME, SPIFFE_VOLUME, STATE_VOLUME] {
         if spec.get("volumes").and_then(Value::as_sequence).is_some_and(|v| v.iter().any(|v| named(v, volume))) {
             return Err(InjectError::Malformed(format!("the pod already has a volume named {volume}")));
         }
@@ -96,6 +97,13 @@ pub fn inject(metadata: &mut Mapping, spec: &mut Mapping, settings: &PodSettings
         ("name", s(SPIFFE_VOLUME)),
         ("csi", map([("driver", s(&settings.csi_driver)), ("readOnly", Value::Bool(true))])),
     ]));
+    //    The Redis password and CA as files, from the pod's namespace (never in the env).
+    if let Some(sources) = state_sources(settings) {
+        volumes.push(map([
+            ("name", s(STATE_VOLUME)),
+            ("projected", map([("defaultMode", Value::from(0o440)), ("sources", Value::Sequence(sources))])),
+        ]));
+    }
     // 4. Scrape annotations, unless the app has its own.
     let annotations = mapping(metadata, "annotations")?;
     if !annotations.keys().any(|k| k.as_str().is_some_and(|k| k.starts_with("prometheus.io/"))) {
@@ -120,7 +128,7 @@ pub fn uninject(metadata: &mut Mapping, spec: &mut Mapping, settings: Option<&Po
         }
     };
     remove_named(spec, "initContainers", &[CONTAINER]);
-    remove_named(spec, "volumes", &[POLICY_VOLUME, SPIFFE_VOLUME]);
+    remove_named(spec, "volumes", &[POLICY_VOLUME, SPIFFE_VOLUME, STATE_VOLUME]);
     if let Some(settings) = settings.filter(|s| s.mode == Mode::Egress) {
         let url = local_url(settings);
         for container in spec.get_mut("containers").and_then(Value::as_sequence_mut).into_iter().flatten() {
@@ -153,6 +161,22 @@ pub fn uninject(metadata: &mut Mapping, spec: &mut Mapping, settings: Option<&Po
     }
 }
 
+/// The projected volume's sources for the shared state's Secrets; `None`: nothing to mount.
+fn state_sources(settings: &PodSettings) -> Option<Vec<Value>> {
+    let state = settings.state.as_ref()?;
+    let secret = |name: &str, key: &str| {
+        map([(
+            "secret",
+            map([("name", s(name)), ("items", Value::Sequence(vec![map([("key", s(key)), ("path", s(key))])]))]),
+        )])
+    };
+    let sources: Vec<Value> = [(state.password_secret.as_deref(), "password"), (state.ca_secret.as_deref(), "ca.crt")]
+        .into_iter()
+        .filter_map(|(name, key)| name.map(|n| secret(n, key)))
+        .collect();
+    (!sources.is_empty()).then_some(sources)
+}
+
 /// The sidecar container.
 fn sidecar(settings: &PodSettings) -> Value {
     let probe = |path: &str, failure_threshold: i64| {
@@ -170,6 +194,13 @@ fn sidecar(settings: &PodSettings) -> Value {
             ("value", s(format!("unix://{SPIFFE_DIR}/{}", settings.socket_name))),
         ]),
     ];
+    let mut mounts = vec![
+        map([("name", s(POLICY_VOLUME)), ("mountPath", s(POLICY_DIR)), ("readOnly", Value::Bool(true))]),
+        map([("name", s(SPIFFE_VOLUME)), ("mountPath", s(SPIFFE_DIR)), ("readOnly", Value::Bool(true))]),
+    ];
+    if state_sources(settings).is_some() {
+        mounts.push(map([("name", s(STATE_VOLUME)), ("mountPath", s(STATE_DIR)), ("readOnly", Value::Bool(true))]));
+    }
     map([
         ("name", s(CONTAINER)),
         ("image", s(&settings.image)),
@@ -205,13 +236,7 @@ fn sidecar(settings: &PodSettings) -> Value {
                 ("seccompProfile", map([("type", s("RuntimeDefault"))])),
             ]),
         ),
-        (
-            "volumeMounts",
-            Value::Sequence(vec![
-                map([("name", s(POLICY_VOLUME)), ("mountPath", s(POLICY_DIR)), ("readOnly", Value::Bool(true))]),
-                map([("name", s(SPIFFE_VOLUME)), ("mountPath", s(SPIFFE_DIR)), ("readOnly", Value::Bool(true))]),
-            ]),
-        ),
+        ("volumeMounts", Value::Sequence(mounts)),
         // A native sidecar (KEP-753): runs for the pod's life, started before the app.
         ("restartPolicy", s("Always")),
     ])

@@ -34,6 +34,8 @@ const KNOWN: &[&str] = &[
     "image",
     "token-issuer",
     "token-audience",
+    "state",
+    "state-key-prefix",
 ];
 
 /// Defaults for every pod, from the injector's flags (the chart's values).
@@ -60,6 +62,17 @@ pub struct InjectDefaults {
     /// `json` or `text`.
     #[arg(long, env = "MCP_PEP_INJECT_LOG_FORMAT", default_value = "json")]
     pub log_format: String,
+    /// The Redis that ingress sidecars share their DPoP replay cache and sessions in
+    /// (`state.backend: redis`; replicas of one tool server behind one Service). Unset:
+    /// each sidecar keeps its own, in memory. Per pod: `mcp-pep.io/state: memory` opts out.
+    #[arg(long, env = "MCP_PEP_INJECT_STATE_REDIS_URL")]
+    pub state_redis_url: Option<String>,
+    /// A Secret in each pod's namespace whose key `password` is the Redis AUTH password.
+    #[arg(long, env = "MCP_PEP_INJECT_STATE_REDIS_PASSWORD_SECRET")]
+    pub state_redis_password_secret: Option<String>,
+    /// A Secret in each pod's namespace whose key `ca.crt` is the PEM CA of a rediss:// Redis.
+    #[arg(long, env = "MCP_PEP_INJECT_STATE_REDIS_CA_SECRET")]
+    pub state_redis_ca_secret: Option<String>,
 }
 
 impl Default for InjectDefaults {
@@ -72,6 +85,9 @@ impl Default for InjectDefaults {
             socket_name: "spire-agent.sock".into(),
             issuer: None,
             log_format: "json".into(),
+            state_redis_url: None,
+            state_redis_password_secret: None,
+            state_redis_ca_secret: None,
         }
     }
 }
@@ -112,6 +128,18 @@ pub struct PodSettings {
     /// The pod's SPIFFE ID under SPIRE's default template (`/ns/<ns>/sa/<sa>`): what
     /// loopback callers (the agent next to it) are.
     pub local_spiffe_id: String,
+    /// Shared state on Redis; `None`: in memory.
+    pub state: Option<InjectedState>,
+}
+
+/// `state.redis` of an injected sidecar: the webhook's Redis, the pod's key prefix, and
+/// the Secrets (in the pod's namespace) its password and CA are mounted from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InjectedState {
+    pub url: String,
+    pub key_prefix: String,
+    pub password_secret: Option<String>,
+    pub ca_secret: Option<String>,
 }
 
 /// Reads the pod's annotations (`None` for the prefix's own keys that are not settings).
@@ -202,6 +230,27 @@ pub fn pod_settings(
     if issuer.is_some() && public_url.is_none() {
         return Err(bad("public-url", "is required with an issuer (the URL agents use: the DPoP htu)"));
     }
+    // Replicas of a tool server share state; an egress sidecar serves one agent only.
+    let shared = match get("state") {
+        None => mode == Mode::Ingress && defaults.state_redis_url.is_some(),
+        Some("memory") => false,
+        Some("redis") if defaults.state_redis_url.is_some() => true,
+        Some("redis") => return Err(bad("state", "redis needs the webhook's --state-redis-url")),
+        Some(_) => return Err(bad("state", "must be memory or redis")),
+    };
+    let key_prefix = get("state-key-prefix").map_or_else(|| format!("mcp-pep:{namespace}:"), str::to_owned);
+    if key_prefix.len() > 128 || key_prefix.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        return Err(bad("state-key-prefix", "must be at most 128 bytes without spaces"));
+    }
+    let state = match (&defaults.state_redis_url, shared) {
+        (Some(url), true) => Some(InjectedState {
+            url: url.clone(),
+            key_prefix,
+            password_secret: defaults.state_redis_password_secret.clone(),
+            ca_secret: defaults.state_redis_ca_secret.clone(),
+        }),
+        _ => None,
+    };
     Ok(PodSettings {
         mode,
         upstream,
@@ -224,12 +273,15 @@ pub fn pod_settings(
         image: get("image").unwrap_or(&defaults.image).to_owned(),
         csi_driver: defaults.csi_driver.clone(),
         socket_name: defaults.socket_name.clone(),
+        state,
     })
 }
 
 /// Where the sidecar finds its policies and the Workload API socket.
 pub const POLICY_DIR: &str = "/etc/mcp-pep/policies";
 pub const SPIFFE_DIR: &str = "/spiffe-workload-api";
+/// Where the Redis password and CA are mounted (read-only, from the pod's Secrets).
+pub const STATE_DIR: &str = "/var/run/secrets/mcp-pep/state";
 
 impl PodSettings {
     /// The sidecar's configuration file (YAML), carried in `MCP_PEP_CONFIG_YAML`.
@@ -275,6 +327,16 @@ impl PodSettings {
             }
             config["auth"] = auth;
         }
+        if let Some(state) = &self.state {
+            let mut redis = serde_json::json!({ "url": state.url, "key_prefix": state.key_prefix });
+            if state.password_secret.is_some() {
+                redis["password_file"] = format!("{STATE_DIR}/password").into();
+            }
+            if state.ca_secret.is_some() {
+                redis["ca_file"] = format!("{STATE_DIR}/ca.crt").into();
+            }
+            config["state"] = serde_json::json!({ "backend": "redis", "redis": redis });
+        }
         // JSON is YAML; one line keeps the env var readable in `kubectl describe`.
         config.to_string()
     }
@@ -314,6 +376,9 @@ mod tests {
             (&[("mode", "ingress"), ("typo", "x")], "typo"),
             (&[("mode", "ingress"), ("token-issuer", "https://kc/realms/r")], "token-issuer"),
             (&[("upstream", "http://t/mcp"), ("token-issuer", "kc")], "token-issuer"),
+            (&[("mode", "ingress"), ("state", "redis")], "state"),
+            (&[("mode", "ingress"), ("state", "etcd")], "state"),
+            (&[("mode", "ingress"), ("state-key-prefix", "a b")], "state-key-prefix"),
         ];
         for (pairs, key) in cases {
             let err = settings(pairs).expect_err(&format!("{pairs:?} was accepted"));
@@ -352,5 +417,37 @@ mod tests {
             let config = crate::config::Config::parse(&yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
             assert_eq!(config.policy.dir.as_deref(), Some(std::path::Path::new(POLICY_DIR)));
         }
+    }
+
+    /// With the webhook's Redis, ingress sidecars share it (their own prefix per
+    /// namespace, the password and CA as files); egress sidecars and opted-out pods do not.
+    #[test]
+    fn ingress_sidecars_share_the_webhooks_redis() {
+        let defaults = InjectDefaults {
+            state_redis_url: Some("rediss://redis.infra.svc:6380/0".into()),
+            state_redis_password_secret: Some("redis-auth".into()),
+            state_redis_ca_secret: Some("redis-ca".into()),
+            ..InjectDefaults::default()
+        };
+        let of = |pairs: &[(&str, &str)]| pod_settings(&annotations(pairs), &defaults, "tools", "files").unwrap();
+        let ingress = of(&[("mode", "ingress")]);
+        let config = crate::config::Config::parse(&ingress.config_yaml()).unwrap();
+        assert_eq!(config.state.backend, "redis");
+        assert_eq!(config.state.redis.url.as_deref(), Some("rediss://redis.infra.svc:6380/0"));
+        assert_eq!(config.state.redis.key_prefix, "mcp-pep:tools:");
+        assert_eq!(
+            config.state.redis.password_file.as_deref(),
+            Some(std::path::Path::new(&format!("{STATE_DIR}/password")))
+        );
+        assert_eq!(config.state.redis.ca_file.as_deref(), Some(std::path::Path::new(&format!("{STATE_DIR}/ca.crt"))));
+        let prefixed = of(&[("mode", "ingress"), ("state-key-prefix", "mcp-pep:files:")]);
+        assert_eq!(prefixed.state.unwrap().key_prefix, "mcp-pep:files:");
+        assert_eq!(of(&[("mode", "ingress"), ("state", "memory")]).state, None);
+        let egress = of(&[("upstream", "http://t/mcp")]);
+        assert_eq!(egress.state, None);
+        assert!(!egress.config_yaml().contains("state"));
+        assert!(of(&[("upstream", "http://t/mcp"), ("state", "redis")]).state.is_some());
+        // Without the webhook's Redis nothing changes.
+        assert_eq!(settings(&[("mode", "ingress")]).unwrap().state, None);
     }
 }

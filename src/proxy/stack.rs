@@ -21,6 +21,7 @@ use crate::mcp::{InspectLimits, InspectStage, MirrorCheck, ParamMirrors, Session
 use crate::metrics::Metrics;
 use crate::policy::{AnswerFilterStage, AnswerOptions, PolicyOptions, PolicyStage, PolicyStore};
 use crate::stage::StageLayer;
+use crate::state::SharedState;
 
 /// Everything the stack needs, already validated.
 #[derive(Clone)]
@@ -62,6 +63,7 @@ pub fn build_stack(
     store: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
     outbound: Option<Arc<crate::outbound::OutboundCredentials>>,
+    state: Arc<SharedState>,
 ) -> ProxyService {
     let upstream = Upstream::new(
         config.upstream_url.clone(),
@@ -105,7 +107,8 @@ pub fn build_stack(
             }
         }
     });
-    let credentials = CredentialsStage::new(config.auth.clone(), jwt_svid, metadata.as_ref(), metrics.clone());
+    let credentials =
+        CredentialsStage::new(config.auth.clone(), jwt_svid, metadata.as_ref(), metrics.clone(), state.clone());
     let service = ServiceBuilder::new()
         // Decision id, span, request metric; every refusal below becomes an answer here.
         .layer(EdgeLayer::new(metrics.clone(), config.policy.expose_reasons))
@@ -126,8 +129,9 @@ pub fn build_stack(
         .layer(StageLayer(InspectStage::new(config.limits, mirror_check.clone())))
         // Each caller's request rate and open streams, before any policy work.
         .layer(StageLayer(crate::limits::CallerLimitStage::new(config.caller_limits)))
-        // A (legacy) session id only from the caller that created it.
-        .layer(StageLayer(SessionStage::new(config.sessions, metrics.clone())))
+        // A (legacy) session id only from the caller that created it (bindings in the
+        // state backend, shared by replicas on Redis).
+        .layer(StageLayer(SessionStage::new(config.sessions, state)))
         // Every message decided; any error or undefined denies.
         .layer(StageLayer(
             PolicyStage::new(store.clone(), metrics.clone(), config.policy).with_decision_log(decision_log),

@@ -54,7 +54,8 @@ CRD_KINDS = {
 WEBHOOK_FIXED_ARGS = ["webhook", "--listen", "0.0.0.0:8443", "--tls-cert", "/tls/tls.crt",
                       "--tls-key", "/tls/tls.key", "--metrics-listen", "0.0.0.0:9091"]
 INJECTOR_FLAGS = {"--image", "--trust-domain", "--policy-configmap", "--csi-driver",
-                  "--socket-name", "--issuer", "--log-format"}
+                  "--socket-name", "--issuer", "--log-format",
+                  "--state-redis-url", "--state-redis-password-secret", "--state-redis-ca-secret"}
 METRICS = {  # README "Observability"
     "mcp_pep_decisions_total", "mcp_pep_policy_reloads_total", "mcp_pep_svid_expiry_timestamp_seconds",
     "mcp_pep_upstream_errors_total", "mcp_pep_request_duration_seconds", "mcp_pep_policy_evaluation_duration_seconds",
@@ -470,6 +471,11 @@ def webhook_objects(docs, values):
     }
     if i["issuer"]:
         want["--issuer"] = i["issuer"]
+    for flag, key in (("--state-redis-url", "url"), ("--state-redis-password-secret", "passwordSecret"), ("--state-redis-ca-secret", "caSecret")):
+        v = i["state"]["redis"][key]
+        expect((flag in a) == bool(v), f"{flag} without its value, or the value without the flag")
+        if v:
+            want[flag] = v
     for flag, v in want.items():
         expect(flag_value(a, flag) == v, f"{flag} is {flag_value(a, flag)!r}, want {v!r}")
     expect(("--issuer" in a) == bool(i["issuer"]), "--issuer without an issuer")
@@ -683,6 +689,7 @@ def standalone(docs, values):
         expect(env["SPIFFE_ENDPOINT_SOCKET"] == f"unix://{mount['mountPath']}/{values['injector']['socketName']}" and mount["readOnly"], "SPIFFE_ENDPOINT_SOCKET vs the CSI mount")
     for e in s["env"]:
         expect(env.get(e["name"]) == e.get("value"), f"env {e['name']}")
+    state_wiring(s["state"], config, spec, c)
     expect(dep["spec"]["replicas"] == s["replicas"], "replicas")
     expect(spec["terminationGracePeriodSeconds"] * 1000 > config.get("shutdown_grace_ms", 10000), "terminationGracePeriodSeconds not above shutdown_grace_ms")
     svcs = [d for d in of_kind(docs, "Service") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "standalone"]
@@ -694,6 +701,64 @@ def standalone(docs, values):
     mcp_svc = [x for x in svcs if x["spec"]["ports"][0]["name"] == "mcp"][0]
     expect(mcp_svc["spec"]["ports"][0]["port"] == s["service"]["port"] and mcp_svc["spec"]["type"] == s["service"]["type"], "MCP Service port/type")
     return f"config {json.dumps(config)[:160]}…"
+
+
+def mounted_secret(spec, container, path: str):
+    """(Secret name, key) that the file `path` of the container comes from, or None."""
+    vols = {v["name"]: v for v in spec["volumes"]}
+    for m in container["volumeMounts"]:
+        if not path.startswith(m["mountPath"].rstrip("/") + "/") or not m.get("readOnly"):
+            continue
+        rel = path[len(m["mountPath"].rstrip("/")) + 1:]
+        vol = vols[m["name"]]
+        sources = [src["secret"] for src in vol.get("projected", {}).get("sources", [])]
+        if "secret" in vol:
+            sources.append({"name": vol["secret"]["secretName"], "items": vol["secret"].get("items", [])})
+        for src in sources:
+            for item in src.get("items", []):
+                if item["path"] == rel:
+                    return src["name"], item["key"]
+    return None
+
+
+def state_wiring(st, config, spec, c):
+    """standalone.state: the config's state section and the Secret files it reads."""
+    if st["backend"] != "redis":
+        expect("state" not in config, "state section without backend redis")
+        return
+    r, cr = st["redis"], config["state"]["redis"]
+    expect(config["state"]["backend"] == "redis" and cr["url"] == r["url"], f"state {config['state']}")
+    expect((cr["key_prefix"], cr["timeout_ms"], cr["connect_timeout_ms"], cr["pool_size"]) ==
+           (r["keyPrefix"], r["timeoutMs"], r["connectTimeoutMs"], r["poolSize"]), "redis tuning")
+    expect(cr.get("username", "") == r["username"], "redis username")
+    for file_key, secret in (("password_file", r["passwordSecret"]), ("ca_file", r["caSecret"])):
+        if secret["name"]:
+            src = mounted_secret(spec, c, cr[file_key])
+            expect(src == (secret["name"], secret["key"]), f"{file_key} {cr[file_key]} comes from {src}, want {secret}")
+        else:
+            expect(file_key not in cr, f"{file_key} without a Secret")
+    nonce = st["nonceKeySecret"]
+    if nonce["name"]:
+        f = config["auth"]["dpop_nonce_secret_file"]
+        expect(mounted_secret(spec, c, f) == (nonce["name"], nonce["key"]), f"dpop_nonce_secret_file {f}")
+
+
+def kubelet_secrets(work: Path, spec, container, config) -> None:
+    """Every Secret file the config names, laid out locally with stand-in content (what
+    check-config reads), and the config's paths moved there."""
+    fake = {"password": "stand-in password\n", "ca.crt": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+            "key": "k" * 48 + "\n"}
+
+    def move(node):
+        for k, v in list(node.items()):
+            if isinstance(v, dict):
+                move(v)
+            elif isinstance(v, str) and k.endswith("_file") and mounted_secret(spec, container, v):
+                local = work / "secrets" / v.lstrip("/")
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_text(fake.get(local.name, "stand-in\n"))
+                node[k] = str(local)
+    move(config)
 
 
 def flatten(d, prefix=()):
@@ -1045,6 +1110,7 @@ def binary_check_config(binary, renders, chart_dir: Path, out: Path):
         work = out / f"bin-{name}"
         policies = kubelet_configmap(work / "policies", data)
         config["policy"]["dir"] = str(policies)  # the mount path, on this machine
+        kubelet_secrets(work, pod_spec(dep), c, config)
         cfg = work / "pep.yaml"
         cfg.write_text(yaml.safe_dump(config))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_PEP_", "SPIFFE_"))}

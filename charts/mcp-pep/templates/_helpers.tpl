@@ -177,5 +177,26 @@ with standalone.config merged over it. JSON is YAML; one line reads well in `kub
 {{- if $s.spiffe }}
 {{- $_ := set $base "identity" (dict "source" "workload_api" "trust_domains" (list .Values.injector.trustDomain)) }}
 {{- end }}
+{{- $st := $s.state }}
+{{- if eq $st.backend "redis" }}
+{{- $r := $st.redis }}
+{{- $redis := dict
+  "url" (required "standalone.state.redis.url is required with standalone.state.backend redis" $r.url)
+  "key_prefix" $r.keyPrefix
+  "timeout_ms" (int $r.timeoutMs)
+  "connect_timeout_ms" (int $r.connectTimeoutMs)
+  "pool_size" (int $r.poolSize) }}
+{{- with $r.username }}{{ $_ := set $redis "username" . }}{{ end }}
+{{- if $r.passwordSecret.name }}{{ $_ := set $redis "password_file" (printf "%s/password" (include "mcp-pep.redisSecretDir" .)) }}{{ end }}
+{{- if $r.caSecret.name }}{{ $_ := set $redis "ca_file" (printf "%s/ca.crt" (include "mcp-pep.redisSecretDir" .)) }}{{ end }}
+{{- $_ := set $base "state" (dict "backend" "redis" "redis" $redis) }}
+{{- end }}
+{{- if $st.nonceKeySecret.name }}
+{{- $_ := set $base "auth" (dict "dpop_nonce_secret_file" (printf "%s/key" (include "mcp-pep.nonceSecretDir" .))) }}
+{{- end }}
 {{- toJson (mustMergeOverwrite $base (deepCopy $s.config)) }}
 {{- end }}
+
+{{/* Where the standalone pods mount the Redis Secrets (password, CA) and the nonce key. */}}
+{{- define "mcp-pep.redisSecretDir" -}}/var/run/secrets/mcp-pep/redis{{- end }}
+{{- define "mcp-pep.nonceSecretDir" -}}/var/run/secrets/mcp-pep/nonce{{- end }}
