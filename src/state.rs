@@ -13,9 +13,10 @@
 //!
 //! Imports no stage: the credentials and session stages both use it.
 //!
-//! The seam for what comes next: per-caller rate limits and per-key replay quotas are
-//! counters with an expiry, further methods of [`StateStore`] (`INCR` + `PEXPIRE` in one
-//! script on Redis, a sharded map here), wrapped in [`SharedState`] like the others.
+//! The per-key replay quota is the memory backend's (`first_use` gets the key's `jkt`).
+//! What is left to share across replicas, the per-caller rate limit (`src/limits.rs`)
+//! and the quota on Redis, are counters with an expiry: further methods of
+//! [`StateStore`] (`INCR` + `PEXPIRE` in one script on Redis), wrapped in [`SharedState`].
 
 pub mod config;
 pub mod memory;

@@ -307,18 +307,27 @@ async fn h2_streams_per_connection_are_bounded() {
 
 #[tokio::test]
 async fn limits_are_validated() {
-    for key in ["header_read_timeout_ms", "body_read_timeout_ms", "max_header_bytes", "max_headers"] {
+    type Change = fn(&mut mcp_pep::config::Config);
+    // (what is set, the key the refusal must name)
+    let cases: [(Change, &str); 10] = [
+        (|c| c.limits.header_read_timeout_ms = 0, "limits.header_read_timeout_ms"),
+        (|c| c.limits.body_read_timeout_ms = 0, "limits.body_read_timeout_ms"),
+        (|c| c.limits.max_header_bytes = 0, "limits.max_header_bytes"),
+        (|c| c.limits.max_headers = 0, "limits.max_headers"),
+        (|c| c.limits.h2_max_concurrent_streams = 0, "limits.h2_max_concurrent_streams"),
+        (|c| c.limits.rate_per_caller = -1.0, "limits.rate_per_caller"),
+        (|c| c.limits.rate_per_caller = f64::NAN, "limits.rate_per_caller"),
+        (|c| c.limits.max_answer_bytes = 0, "limits.max_answer_bytes"),
+        (|c| c.allowed_hosts = vec!["*".into(), "mcp.example.com".into()], "allowed_hosts"),
+        (|c| c.allowed_hosts = vec!["bad host".into()], "allowed_hosts"),
+    ];
+    for (change, key) in cases {
         let mut config = mcp_pep::config::Config::default();
         config.upstream.url = Some("http://127.0.0.1:1/mcp".into());
         config.policy.dir = Some(std::env::temp_dir());
-        match key {
-            "header_read_timeout_ms" => config.limits.header_read_timeout_ms = 0,
-            "body_read_timeout_ms" => config.limits.body_read_timeout_ms = 0,
-            "max_header_bytes" => config.limits.max_header_bytes = 0,
-            _ => config.limits.max_headers = 0,
-        }
+        change(&mut config);
         let err = config.validate("test").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains(&format!("limits.{key}")), "{key}: {err}");
+        assert!(err.contains(key), "{key}: {err}");
     }
 }
 

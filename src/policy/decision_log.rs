@@ -12,7 +12,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -99,11 +99,9 @@ impl DecisionLog {
         }
         let mut text = line.to_string();
         text.push('\n');
-        match self.queue.try_send(text) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.metrics.decision_log_dropped.inc();
-            }
+        // Full (the writer fell behind) or gone (it died): the event is lost, and counted.
+        if self.queue.try_send(text).is_err() {
+            self.metrics.decision_log_dropped.inc();
         }
     }
 }
