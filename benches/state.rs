@@ -105,7 +105,8 @@ fn state(c: &mut Criterion) {
         session_idle: Duration::from_secs(3_600),
     };
     let redis = rt.block_on(async {
-        let store = RedisState::new(&settings).unwrap_or_else(|e| panic!("{e}"));
+        let store =
+            RedisState::new(&settings, mcp_pep::state::ReplayLimits::default()).unwrap_or_else(|e| panic!("{e}"));
         let state = SharedState::new(Box::new(store), metrics(), false);
         state.maintain(NOW).await;
         assert!(state.is_up(), "redis-server answers");

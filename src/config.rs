@@ -171,6 +171,12 @@ pub struct LimitsConfig {
     pub max_streams_per_caller: usize,
     /// Callers the rate and stream tables track at once.
     pub max_callers: usize,
+    /// Where the rate buckets live: `auto` (shared with `state.backend: redis`, else
+    /// replica), `replica` (this process) or `shared` (the state backend; needs redis).
+    pub rate_scope: String,
+    /// With shared buckets, when the backend cannot answer: `refuse` (503) or `local`
+    /// (this replica's own bucket until it answers again).
+    pub rate_on_state_error: String,
     /// An answer the proxy must read whole to check (a list, one SSE event); larger: 502.
     pub max_answer_bytes: usize,
 }
@@ -277,7 +283,32 @@ impl Default for LimitsConfig {
             rate_burst_per_caller: callers.burst,
             max_streams_per_caller: callers.max_streams,
             max_callers: callers.max_callers,
+            rate_scope: "auto".into(),
+            rate_on_state_error: "refuse".into(),
             max_answer_bytes: crate::policy::AnswerOptions::default().max_answer_bytes,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// `rate_scope` and `rate_on_state_error`, settled against the state backend.
+    fn rate_scope(&self, state_shared: bool) -> Result<crate::limits::RateScope, (&'static str, String)> {
+        use crate::limits::{OnStateError, RateScope};
+        let on_error = match self.rate_on_state_error.as_str() {
+            "refuse" => OnStateError::Refuse,
+            "local" => OnStateError::Local,
+            other => {
+                return Err(("limits.rate_on_state_error", format!("{other:?} must be refuse or local")));
+            }
+        };
+        match (self.rate_scope.as_str(), state_shared) {
+            ("replica", _) | ("auto", false) => Ok(RateScope::Replica),
+            ("shared" | "auto", true) => Ok(RateScope::Shared { on_error }),
+            ("shared", false) => Err((
+                "limits.rate_scope",
+                "shared needs state.backend redis (the memory backend is per replica)".into(),
+            )),
+            (other, _) => Err(("limits.rate_scope", format!("{other:?} must be auto, replica or shared"))),
         }
     }
 }
@@ -626,6 +657,7 @@ impl Config {
                 "is required with auth.dpop_nonce and state.backend redis: replicas must share the nonce key".into(),
             ));
         }
+        let rate_scope = self.limits.rate_scope(state.is_shared()).map_err(|(key, problem)| invalid(key, problem))?;
         let auth = if self.auth.enabled() {
             let settings = self.auth.validate().map_err(|e| invalid(e.key, e.problem))?;
             Some(Arc::new(settings))
@@ -718,6 +750,7 @@ impl Config {
                     burst: self.limits.rate_burst_per_caller,
                     max_streams: self.limits.max_streams_per_caller,
                     max_callers: self.limits.max_callers,
+                    rate_scope,
                 },
                 policy: PolicyOptions { deny_status, expose_reasons: self.policy.expose_reasons },
                 upstream_url,
@@ -743,6 +776,11 @@ impl Config {
             replay: crate::state::ReplayLimits {
                 capacity: self.auth.dpop_replay_entries,
                 per_key: self.auth.dpop_replay_entries_per_key,
+                window_secs: self
+                    .auth
+                    .proof_lifetime_s
+                    .saturating_add(self.auth.clock_skew_s.saturating_mul(2))
+                    .saturating_add(1),
             },
             log: self.log.clone(),
         })

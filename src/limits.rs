@@ -8,6 +8,12 @@
 //!
 //! Both tables are bounded. When full of live entries they fail closed for callers they do
 //! not yet know (429), as the replay cache does: forgetting a caller would reset its budget.
+//!
+//! With `limits.rate_scope: shared` the token bucket lives in the state backend instead
+//! (Redis), so N replicas behind one Service grant a caller one budget, not N. If the
+//! backend cannot answer, the request is refused (503) unless `rate_on_state_error:
+//! local`, which falls back to this replica's own bucket: a rate limit may degrade to
+//! per-replica, it never disappears. Open streams stay per replica: they are held here.
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -26,6 +32,7 @@ use crate::body::{Body, BodyError};
 use crate::context::{ConnInfo, PeerIdentity, VerifiedToken};
 use crate::error::{Rejection, Stage, code};
 use crate::stage::{Next, PipelineStage, StageFuture};
+use crate::state::{RateAnswer, RateSpec, SharedState};
 
 #[derive(Debug, Clone, Copy)]
 pub struct CallerLimits {
@@ -37,12 +44,37 @@ pub struct CallerLimits {
     pub max_streams: usize,
     /// Callers tracked at once by each table.
     pub max_callers: usize,
+    /// Where the token buckets live.
+    pub rate_scope: RateScope,
 }
 
 impl Default for CallerLimits {
     fn default() -> Self {
-        CallerLimits { rate_per_second: 1000.0, burst: 2000, max_streams: 64, max_callers: 100_000 }
+        CallerLimits {
+            rate_per_second: 1000.0,
+            burst: 2000,
+            max_streams: 64,
+            max_callers: 100_000,
+            rate_scope: RateScope::Replica,
+        }
     }
+}
+
+/// `limits.rate_scope`, settled against `state.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateScope {
+    /// This process's memory: each replica grants the full budget.
+    Replica,
+    /// The shared state backend; when it cannot answer, refuse (503) or fall back to
+    /// this replica's own bucket.
+    Shared { on_error: OnStateError },
+}
+
+/// `limits.rate_on_state_error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStateError {
+    Refuse,
+    Local,
 }
 
 /// Who is charged for a request.
@@ -69,6 +101,36 @@ impl CallerKey {
             None => CallerKey::Unknown,
         }
     }
+
+    /// A fixed-size, unambiguous name for the shared store: each part length-prefixed
+    /// under a kind tag, so no SPIFFE ID, subject or address appears in clear there and
+    /// no two callers share a digest.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut part = |bytes: &[u8]| {
+            ctx.update(&(bytes.len() as u64).to_be_bytes());
+            ctx.update(bytes);
+        };
+        match self {
+            CallerKey::Spiffe(id) => {
+                part(b"spiffe");
+                part(id.as_bytes());
+            }
+            CallerKey::Subject { issuer, subject } => {
+                part(b"subject");
+                part(issuer.as_bytes());
+                part(subject.as_bytes());
+            }
+            CallerKey::Address(ip) => {
+                part(b"address");
+                part(ip.to_string().as_bytes());
+            }
+            CallerKey::Unknown => part(b"unknown"),
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +140,8 @@ enum Refusal {
     Streams,
     /// A table is full of other callers.
     Callers,
+    /// The shared bucket could not be read (`rate_on_state_error: refuse`).
+    State(&'static str),
 }
 
 struct Bucket {
@@ -180,15 +244,53 @@ impl Drop for StreamSlot {
     }
 }
 
+/// Where a request's rate token is taken.
+#[derive(Clone)]
+enum RateLimiter {
+    Local(Arc<RateTable>),
+    Shared {
+        state: Arc<SharedState>,
+        spec: RateSpec,
+        /// This replica's own bucket, used while the backend cannot answer
+        /// (`rate_on_state_error: local`).
+        fallback: Option<Arc<RateTable>>,
+    },
+}
+
+impl RateLimiter {
+    async fn take(&self, key: &CallerKey) -> Result<(), Refusal> {
+        match self {
+            RateLimiter::Local(table) => table.take(key, Instant::now()),
+            RateLimiter::Shared { state, spec, fallback } => match state.take_rate(key.digest(), *spec).await {
+                Ok(RateAnswer::Allowed) => Ok(()),
+                Ok(RateAnswer::Wait(wait)) => Err(Refusal::Rate(wait)),
+                // Counted and logged by `SharedState`; here only the choice.
+                Err(e) => match fallback {
+                    Some(table) => table.take(key, Instant::now()),
+                    None => Err(Refusal::State(e.kind())),
+                },
+            },
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct CallerLimitStage {
-    rate: Option<Arc<RateTable>>,
+    rate: Option<RateLimiter>,
     streams: Option<Arc<StreamTable>>,
 }
 
 impl CallerLimitStage {
-    pub fn new(limits: CallerLimits) -> Self {
-        let rate = (limits.rate_per_second > 0.0).then(|| Arc::new(RateTable::new(&limits)));
+    /// `state` holds the shared buckets with `RateScope::Shared`.
+    pub fn new(limits: CallerLimits, state: Arc<SharedState>) -> Self {
+        let rate = (limits.rate_per_second > 0.0).then(|| match limits.rate_scope {
+            RateScope::Replica => RateLimiter::Local(Arc::new(RateTable::new(&limits))),
+            RateScope::Shared { on_error } => RateLimiter::Shared {
+                state,
+                spec: RateSpec { rate_per_second: limits.rate_per_second, burst: limits.burst },
+                fallback: (on_error == OnStateError::Local).then(|| Arc::new(RateTable::new(&limits))),
+            },
+        });
         let streams = (limits.max_streams > 0).then(|| {
             Arc::new(StreamTable {
                 max: limits.max_streams,
@@ -204,12 +306,23 @@ impl CallerLimitStage {
             Refusal::Rate(_) => ("rate_limited", "too many requests"),
             Refusal::Streams => ("too_many_streams", "too many open streams"),
             Refusal::Callers => ("too_many_callers", "too many callers"),
+            Refusal::State(kind) => {
+                // The budget could not be checked: not a pass, and not the caller's fault.
+                return Rejection::new(
+                    Stage::Limits,
+                    "state_unavailable",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    code::REQUEST_REFUSED,
+                    format!("the request rate cannot be checked right now ({kind})"),
+                )
+                .with_header(header::RETRY_AFTER, HeaderValue::from(1));
+            }
         };
         // Counted and logged (info) at the edge like every refusal; the caller only here.
         tracing::debug!(?key, reason, "caller limit");
         let retry_after = match refusal {
             Refusal::Rate(wait) => wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0)).max(1),
-            Refusal::Streams | Refusal::Callers => 1,
+            Refusal::Streams | Refusal::Callers | Refusal::State(_) => 1,
         };
         Rejection::new(Stage::Limits, reason, StatusCode::TOO_MANY_REQUESTS, code::REQUEST_REFUSED, message)
             .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after))
@@ -223,27 +336,24 @@ impl PipelineStage for CallerLimitStage {
         }
         let key = CallerKey::of(req.extensions());
         let id = req.extensions().get::<crate::context::McpRequest>().and_then(|m| m.messages.first()?.id.clone());
-        if let Some(rate) = &self.rate
-            && let Err(refusal) = rate.take(&key, Instant::now())
-        {
-            let rejection = self.refuse(&key, refusal).with_id(id);
-            return Box::pin(async move { Err(rejection) });
-        }
-        let Some(streams) = &self.streams else { return next.call(req) };
-        // Any request that may be answered with a stream takes a slot before it is
-        // forwarded (refusing after the tool ran would lose its answer); a JSON answer
-        // gives it back at once.
-        if req.method() != Method::GET && req.method() != Method::POST {
-            return next.call(req);
-        }
-        let slot = match streams.reserve(&key) {
-            Ok(slot) => slot,
-            Err(refusal) => {
-                let rejection = self.refuse(&key, refusal).with_id(id);
-                return Box::pin(async move { Err(rejection) });
-            }
-        };
+        let stage = self.clone();
         Box::pin(async move {
+            if let Some(rate) = &stage.rate
+                && let Err(refusal) = rate.take(&key).await
+            {
+                return Err(stage.refuse(&key, refusal).with_id(id));
+            }
+            let Some(streams) = &stage.streams else { return next.call(req).await };
+            // Any request that may be answered with a stream takes a slot before it is
+            // forwarded (refusing after the tool ran would lose its answer); a JSON answer
+            // gives it back at once.
+            if req.method() != Method::GET && req.method() != Method::POST {
+                return next.call(req).await;
+            }
+            let slot = match streams.reserve(&key) {
+                Ok(slot) => slot,
+                Err(refusal) => return Err(stage.refuse(&key, refusal).with_id(id)),
+            };
             let resp = next.call(req).await?;
             let is_stream = resp
                 .headers()
@@ -290,7 +400,13 @@ mod tests {
     }
 
     fn table(rate: f64, burst: u32, max_callers: usize) -> RateTable {
-        RateTable::new(&CallerLimits { rate_per_second: rate, burst, max_streams: 0, max_callers })
+        RateTable::new(&CallerLimits {
+            rate_per_second: rate,
+            burst,
+            max_streams: 0,
+            max_callers,
+            ..Default::default()
+        })
     }
 
     #[test]
@@ -321,6 +437,26 @@ mod tests {
         assert_eq!(t.take(&key(1), start + Duration::from_millis(100)), Ok(()));
         // Past the refill time (and the one-second sweep spacing) the idle ones go.
         assert_eq!(t.take(&key(3), start + Duration::from_secs(2)), Ok(()));
+    }
+
+    #[test]
+    fn caller_digests_tell_every_kind_and_part_apart() {
+        let subject =
+            |issuer: &str, subject: &str| CallerKey::Subject { issuer: issuer.into(), subject: subject.into() };
+        let keys = [
+            CallerKey::Spiffe("spiffe://td/a".into()),
+            CallerKey::Spiffe("spiffe://td/b".into()),
+            subject("https://kc/realms/r", "a"),
+            // The same bytes split differently between issuer and subject.
+            subject("https://kc/realms/ra", ""),
+            subject("spiffe://td/a", ""),
+            key(1),
+            key(2),
+            CallerKey::Unknown,
+        ];
+        let digests: std::collections::HashSet<_> = keys.iter().map(CallerKey::digest).collect();
+        assert_eq!(digests.len(), keys.len(), "two callers share a digest");
+        assert_eq!(keys[0].digest(), CallerKey::Spiffe("spiffe://td/a".into()).digest(), "stable");
     }
 
     #[test]

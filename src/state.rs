@@ -13,10 +13,9 @@
 //!
 //! Imports no stage: the credentials and session stages both use it.
 //!
-//! The per-key replay quota is the memory backend's (`first_use` gets the key's `jkt`).
-//! What is left to share across replicas, the per-caller rate limit (`src/limits.rs`)
-//! and the quota on Redis, are counters with an expiry: further methods of
-//! [`StateStore`] (`INCR` + `PEXPIRE` in one script on Redis), wrapped in [`SharedState`].
+//! `first_use` also charges the proof to its key's quota (`jkt`), in memory and on Redis,
+//! so one key cannot fill the store. With `limits.rate_scope: shared` the per-caller token
+//! bucket lives here too ([`StateStore::take_rate`]), so replicas share one budget.
 
 pub mod config;
 pub mod memory;
@@ -38,11 +37,43 @@ pub use redis::{RedisSettings, RedisState};
 /// What a backend operation returns: boxed so that [`StateStore`] stays object-safe.
 pub type StateFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StateError>> + Send + 'a>>;
 
-/// The in-memory replay cache's bounds (`auth.dpop_replay_entries[_per_key]`).
+/// The replay cache's bounds (`auth.dpop_replay_entries[_per_key]`).
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayLimits {
+    /// Live entries in all (memory; Redis is bounded by its own `maxmemory`).
     pub capacity: usize,
+    /// Live entries one DPoP key may hold.
     pub per_key: usize,
+    /// The longest a proof stays replayable: `proof_lifetime_s + 2 × clock_skew_s + 1`
+    /// (an `iat` up to the skew ahead, accepted up to lifetime + skew after it). Redis
+    /// counts each key's proofs in windows this long.
+    pub window_secs: u64,
+}
+
+impl Default for ReplayLimits {
+    fn default() -> Self {
+        ReplayLimits {
+            capacity: memory::DEFAULT_REPLAY_CAPACITY,
+            per_key: memory::DEFAULT_REPLAY_ENTRIES_PER_KEY,
+            window_secs: 41,
+        }
+    }
+}
+
+/// A token bucket, as the shared rate limit keeps it: `rate` requests per second
+/// sustained, `burst` at once after being idle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateSpec {
+    pub rate_per_second: f64,
+    pub burst: u32,
+}
+
+/// The answer to "may this caller send one more request now?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateAnswer {
+    Allowed,
+    /// Over budget: the next request would be allowed after this long.
+    Wait(std::time::Duration),
 }
 
 /// The answer to "has this DPoP proof been used?".
@@ -54,7 +85,7 @@ pub enum FirstUse {
     Seen,
     /// The in-memory cache is at its cap of live entries (never from Redis).
     Full,
-    /// The proof's key holds its share of the in-memory cache (never from Redis).
+    /// The proof's key holds its share of the store (`auth.dpop_replay_entries_per_key`).
     KeyQuota,
 }
 
@@ -137,8 +168,8 @@ pub trait StateStore: Send + Sync + 'static {
     /// Records the DPoP replay key (the digest of (jti, htu)) as used until `expires_at`
     /// (Unix seconds, inclusive), unless it already is: one atomic step, so two replicas
     /// seeing the same proof at once cannot both answer [`FirstUse::New`].
-    /// `jkt` is the proof key's thumbprint, charged for the entry where the backend keeps
-    /// per-key quotas (memory).
+    /// `jkt` is the proof key's thumbprint, charged for the entry: past its quota the
+    /// answer is [`FirstUse::KeyQuota`] and nothing is recorded.
     fn first_use<'a>(&'a self, key: [u8; 32], jkt: &'a str, expires_at: u64, now: u64) -> StateFuture<'a, FirstUse>;
 
     /// Binds session `id` to `owner` (a [`SessionOwner::digest`]) for the idle timeout.
@@ -150,6 +181,16 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Forgets session `id` (DELETE).
     fn end_session<'a>(&'a self, id: &'a str) -> StateFuture<'a, ()>;
+
+    /// Takes one request from the token bucket of `caller` (a digest of the caller's
+    /// name), kept where every replica sees it. Only shared backends keep buckets: the
+    /// limits stage keeps a process's own in memory, and the configuration allows
+    /// `limits.rate_scope: shared` only with one of those.
+    fn take_rate(&self, caller: [u8; 32], spec: RateSpec) -> StateFuture<'_, RateAnswer> {
+        let _ = (caller, spec);
+        let backend = self.backend();
+        Box::pin(async move { Err(StateError::Protocol { backend, message: "keeps no shared rate buckets".into() }) })
+    }
 
     /// Periodic upkeep, every few seconds: sweep expired entries (memory), check the
     /// connection (Redis, `PING`). An error here marks the backend down.
@@ -173,11 +214,12 @@ enum Op {
     BindSession,
     TouchSession,
     EndSession,
+    TakeRate,
     Ping,
 }
 
 impl Op {
-    const ALL: [Op; 5] = [Op::FirstUse, Op::BindSession, Op::TouchSession, Op::EndSession, Op::Ping];
+    const ALL: [Op; 6] = [Op::FirstUse, Op::BindSession, Op::TouchSession, Op::EndSession, Op::TakeRate, Op::Ping];
 
     fn as_str(self) -> &'static str {
         match self {
@@ -185,6 +227,7 @@ impl Op {
             Op::BindSession => "session_bind",
             Op::TouchSession => "session_touch",
             Op::EndSession => "session_end",
+            Op::TakeRate => "rate_take",
             Op::Ping => "ping",
         }
     }
@@ -196,7 +239,7 @@ pub struct SharedState {
     metrics: Arc<Metrics>,
     /// Each operation's histogram, looked up once: the memory backend's operations take
     /// about as long as a label lookup.
-    durations: [prometheus::Histogram; 5],
+    durations: [prometheus::Histogram; 6],
     /// False after an operation failed, true again after one succeeded: `/readyz`.
     up: AtomicBool,
 }
@@ -232,7 +275,7 @@ impl SharedState {
                 SharedState::new(Box::new(store), metrics, true)
             }
             config::StateSettings::Redis(redis) => {
-                let store = RedisState::new(redis)?;
+                let store = RedisState::new(redis, replay)?;
                 tracing::info!(target = store.target(), pool = redis.pool_size, "state backend: redis");
                 SharedState::new(Box::new(store), metrics, false)
             }
@@ -271,6 +314,10 @@ impl SharedState {
         let result = self.observe(Op::EndSession, self.store.end_session(id)).await;
         self.count_sessions();
         result
+    }
+
+    pub async fn take_rate(&self, caller: [u8; 32], spec: RateSpec) -> Result<RateAnswer, StateError> {
+        self.observe(Op::TakeRate, self.store.take_rate(caller, spec)).await
     }
 
     /// Sweeps or pings; updates the health flag and the gauges. Called every few seconds.

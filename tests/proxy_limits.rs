@@ -309,7 +309,7 @@ async fn h2_streams_per_connection_are_bounded() {
 async fn limits_are_validated() {
     type Change = fn(&mut mcp_pep::config::Config);
     // (what is set, the key the refusal must name)
-    let cases: [(Change, &str); 10] = [
+    let cases: [(Change, &str); 13] = [
         (|c| c.limits.header_read_timeout_ms = 0, "limits.header_read_timeout_ms"),
         (|c| c.limits.body_read_timeout_ms = 0, "limits.body_read_timeout_ms"),
         (|c| c.limits.max_header_bytes = 0, "limits.max_header_bytes"),
@@ -320,6 +320,10 @@ async fn limits_are_validated() {
         (|c| c.limits.max_answer_bytes = 0, "limits.max_answer_bytes"),
         (|c| c.allowed_hosts = vec!["*".into(), "mcp.example.com".into()], "allowed_hosts"),
         (|c| c.allowed_hosts = vec!["bad host".into()], "allowed_hosts"),
+        // A shared budget needs a shared backend; the memory one is per replica.
+        (|c| c.limits.rate_scope = "shared".into(), "limits.rate_scope"),
+        (|c| c.limits.rate_scope = "cluster".into(), "limits.rate_scope"),
+        (|c| c.limits.rate_on_state_error = "allow".into(), "limits.rate_on_state_error"),
     ];
     for (change, key) in cases {
         let mut config = mcp_pep::config::Config::default();

@@ -1,9 +1,10 @@
 //! Two mcp-pep replicas in front of one tool server, sharing their state on a real
 //! `redis-server` (`state.backend: redis`): a DPoP proof used at one replica is refused at
 //! the other, a nonce one issued is honoured by the other, a session bound by one is
-//! its owner's — and only its owner's — at the other; Redis slow or gone is 503 and
-//! `/readyz` 503, and its return needs no restart; every key expires; `rediss://` with
-//! AUTH. Each test starts its own `redis-server` on a free loopback port and kills it.
+//! its owner's — and only its owner's — at the other; a DPoP key's replay quota and a
+//! caller's rate budget are one across both; Redis slow or gone is 503 and `/readyz` 503
+//! (or, for the rate limit when asked, this replica's own bucket), and its return needs no
+//! restart; every key expires; `rediss://` with AUTH. Each test starts its own `redis-server` on a free loopback port and kills it.
 //!
 //! The binary: `MCP_PEP_REDIS_SERVER` (test.sh sets it after `tests/redis/setup.sh`
 //! installed Debian's `redis-server`), else `redis-server` on `PATH`. With `CI` set and
@@ -519,10 +520,17 @@ async fn every_key_expires_and_use_renews_a_session() {
     let init = client.post(&a, INITIALIZE, &[]).await;
     assert_status(&init, StatusCode::OK, "initialize");
     let session = init.header("mcp-session-id").expect("a session id").to_owned();
-    assert_eq!(redis.dbsize().await, 2, "one proof and one session: {:?}", redis.keys().await);
-    for key in redis.keys().await {
+    // A proof, its key's counter for this window, a session and (unless it already
+    // refilled: 1 ms at the default rate) the caller's rate bucket.
+    let keys = redis.keys().await;
+    let count = |kind: &str| keys.iter().filter(|k| k.starts_with(&format!("mcp-pep:{kind}:"))).count();
+    assert_eq!((count("dpop"), count("dpopkey"), count("session")), (1, 1, 1), "{keys:?}");
+    assert!(count("rate") <= 1 && keys.len() == 3 + count("rate"), "{keys:?}");
+    for key in keys {
         let ttl: i64 = redis.query(redis::cmd("PTTL").arg(&key)).await;
-        assert!(ttl > 0 && ttl <= 3_000, "{key} expires (PTTL {ttl})");
+        // The key counter lives two windows of lifetime + 2 × skew + 1 = 4 s.
+        let most = if key.contains(":dpopkey:") { 8_000 } else { 3_000 };
+        assert!(ttl > 0 && ttl <= most, "{key} expires (PTTL {ttl})");
     }
 
     // Used every 2 s, at one replica or the other, the session outlives its 3 s idle timeout.
@@ -532,9 +540,130 @@ async fn every_key_expires_and_use_renews_a_session() {
         assert_status(&reply, StatusCode::OK, "a session in use stays");
     }
     // Left alone, everything goes: replay entries after their window, the session when idle.
-    eventually(Duration::from_secs(8), "DBSIZE back to 0", || async { redis.dbsize().await == 0 }).await;
+    eventually(Duration::from_secs(12), "DBSIZE back to 0", || async { redis.dbsize().await == 0 }).await;
     let expired = client.post(&a, &tools_call(9, "echo"), &[("mcp-session-id", &session)]).await;
     assert_status(&expired, StatusCode::NOT_FOUND, "an idle session expired");
+}
+
+#[tokio::test]
+async fn a_keys_replay_quota_is_one_across_replicas() {
+    let Some(binary) = redis_binary() else { return };
+    let redis = Redis::start(&binary);
+    let deployment = Deployment::new().await;
+    let quota = |c: &mut Config| c.auth.dpop_replay_entries_per_key = 3;
+    let (a, b) = (deployment.replica(Some(&redis), quota).await, deployment.replica(Some(&redis), quota).await);
+    let greedy = deployment.client("greedy");
+    eventually(STEP, "both replicas ready", || async { ready(&a).await == 200 && ready(&b).await == 200 }).await;
+
+    for (id, replica) in [&a, &b, &a].into_iter().enumerate() {
+        assert_status(&greedy.post(replica, &tools_call(id as i64, "echo"), &[]).await, StatusCode::OK, "in quota");
+    }
+    // Its fourth live proof, at the replica that has seen only one of them.
+    let over = greedy.post(&b, &tools_call(9, "echo"), &[]).await;
+    assert_status(&over, StatusCode::UNAUTHORIZED, "a fourth live proof of one key");
+    assert!(over.header("www-authenticate").unwrap_or_default().contains("invalid_dpop_proof"));
+    assert_eq!(rejections(&b.metrics().await, "credentials", "replay_key_quota"), 1.0);
+    // Another key is not charged for it.
+    let other = deployment.client("other");
+    assert_status(&other.post(&b, &tools_call(10, "echo"), &[]).await, StatusCode::OK, "another key");
+    assert_eq!(deployment.upstream.requests().len(), 4, "the refused proof never reached the tool server");
+
+    // Control: replicas counting in memory each grant the key its whole quota.
+    let (c, d) = (deployment.replica(None, quota).await, deployment.replica(None, quota).await);
+    for (id, replica) in [&c, &d, &c, &d].into_iter().enumerate() {
+        assert_status(&greedy.post(replica, &tools_call(id as i64, "echo"), &[]).await, StatusCode::OK, "memory");
+    }
+}
+
+#[tokio::test]
+async fn a_callers_rate_budget_is_one_across_replicas() {
+    let Some(binary) = redis_binary() else { return };
+    let redis = Redis::start(&binary);
+    let deployment = Deployment::new().await;
+    // Three at once, then one every 10 s: nothing refills during the test.
+    let budget = |scope: &'static str| {
+        move |c: &mut Config| {
+            c.limits.rate_per_caller = 0.1;
+            c.limits.rate_burst_per_caller = 3;
+            c.limits.rate_scope = scope.into();
+        }
+    };
+    let (a, b) = (
+        deployment.replica(Some(&redis), budget("auto")).await,
+        deployment.replica(Some(&redis), budget("auto")).await,
+    );
+    let agent = deployment.client("agent-1");
+    eventually(STEP, "both replicas ready", || async { ready(&a).await == 200 && ready(&b).await == 200 }).await;
+
+    for (id, replica) in [&a, &b, &a].into_iter().enumerate() {
+        assert_status(&agent.post(replica, &tools_call(id as i64, "echo"), &[]).await, StatusCode::OK, "in budget");
+    }
+    let over = agent.post(&b, &tools_call(7, "echo"), &[]).await;
+    assert_status(&over, StatusCode::TOO_MANY_REQUESTS, "the fourth request, at the replica that saw one");
+    let retry: u64 = over.header("retry-after").and_then(|v| v.parse().ok()).expect("Retry-After");
+    assert!((1..=10).contains(&retry), "Retry-After {retry}");
+    assert_eq!(over.json()["id"], 7, "{}", over.text());
+    assert_eq!(rejections(&b.metrics().await, "limits", "rate_limited"), 1.0);
+    let takes = metric(
+        &b.metrics().await,
+        "mcp_pep_state_operation_duration_seconds_count",
+        &[("backend", "redis"), ("op", "rate_take")],
+    );
+    assert_eq!(takes, Some(2.0), "one shared bucket read per request at B");
+    // Another caller has its own budget.
+    let other = deployment.client("agent-2");
+    assert_status(&other.post(&b, &tools_call(8, "echo"), &[]).await, StatusCode::OK, "another caller");
+    assert_eq!(deployment.upstream.requests().len(), 4);
+
+    // Control: `rate_scope: replica` on the same Redis gives each replica its own budget.
+    let (c, d) = (
+        deployment.replica(Some(&redis), budget("replica")).await,
+        deployment.replica(Some(&redis), budget("replica")).await,
+    );
+    let fresh = deployment.client("agent-3");
+    eventually(STEP, "C and D ready", || async { ready(&c).await == 200 && ready(&d).await == 200 }).await;
+    for (id, replica) in [&c, &d, &c, &d].into_iter().enumerate() {
+        assert_status(&fresh.post(replica, &tools_call(id as i64, "echo"), &[]).await, StatusCode::OK, "per replica");
+    }
+}
+
+#[tokio::test]
+async fn a_shared_rate_limit_without_redis_refuses_or_falls_back_to_the_replica() {
+    let Some(binary) = redis_binary() else { return };
+    let mut redis = Redis::start(&binary);
+    let deployment = Deployment::new().await;
+    // No credentials and no sessions: the rate limit is the only use of Redis here.
+    let without_auth = |on_error: &'static str| {
+        move |c: &mut Config| {
+            c.auth.issuers.clear();
+            c.auth.public_url = None;
+            c.sessions.bind = false;
+            c.limits.rate_per_caller = 0.1;
+            c.limits.rate_burst_per_caller = 2;
+            c.limits.rate_on_state_error = on_error.into();
+        }
+    };
+    let strict = deployment.replica(Some(&redis), without_auth("refuse")).await;
+    let lenient = deployment.replica(Some(&redis), without_auth("local")).await;
+    assert_status(&strict.post(tools_call(1, "echo"), &[]).await, StatusCode::OK, "redis up");
+    redis.kill();
+    let refused = strict.post(tools_call(2, "echo"), &[]).await;
+    assert_status(&refused, StatusCode::SERVICE_UNAVAILABLE, "refuse: the budget cannot be checked");
+    assert_eq!(refused.json()["id"], 2, "{}", refused.text());
+    assert_eq!(rejections(&strict.metrics().await, "limits", "state_unavailable"), 1.0);
+    // `local`: this replica's own bucket (burst 2), still a limit.
+    for id in 3..5 {
+        assert_status(&lenient.post(tools_call(id, "echo"), &[]).await, StatusCode::OK, "local fallback");
+    }
+    assert_status(&lenient.post(tools_call(5, "echo"), &[]).await, StatusCode::TOO_MANY_REQUESTS, "local bucket");
+    let failed =
+        metric(&lenient.metrics().await, "mcp_pep_state_errors_total", &[("backend", "redis"), ("op", "rate_take")]);
+    assert!(failed.is_some(), "the fallback is counted as a state error");
+    redis.restart();
+    eventually(Duration::from_secs(15), "the shared bucket again after the restart", || async {
+        strict.post(tools_call(6, "echo"), &[]).await.status == StatusCode::OK
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -571,6 +700,10 @@ async fn rediss_with_auth_and_a_private_ca() {
             c.state.redis.url = Some(url);
             c.state.redis.ca_file = Some(ca_file);
             c.state.redis.password_file = Some(password);
+            // A TLS handshake in a debug build on a busy 2-core machine can take longer
+            // than the other tests' 200 ms; this test is about TLS and AUTH, not timeouts.
+            c.state.redis.connect_timeout_ms = 2_000;
+            c.state.redis.timeout_ms = 2_000;
         }
     };
     let a = deployment.replica(Some(&redis), tls(password)).await;
@@ -585,4 +718,35 @@ async fn rediss_with_auth_and_a_private_ca() {
     assert_status(&refused, StatusCode::SERVICE_UNAVAILABLE, "wrong AUTH");
     assert_eq!(ready(&b).await, 503);
     assert_eq!(deployment.upstream.requests().len(), 1);
+}
+
+/// The ACL docs/deployment.md gives mcp-pep's Redis user is enough for every operation
+/// (scripts included: Redis checks the commands a script runs against the caller's ACL),
+/// and nothing outside the prefix.
+#[tokio::test]
+async fn the_documented_acl_user_is_enough() {
+    let Some(binary) = redis_binary() else { return };
+    let dir = TempDir::new("redis-acl");
+    let password = dir.write("password", "acl-secret\n");
+    let rules = "--user default off --user mcp-pep on >acl-secret ~mcp-pep:* +set +get +del +pexpire +exists +incr \
+                 +time +evalsha +script|load +ping";
+    let redis = Redis::start_with(&binary, rules.split_whitespace().map(str::to_owned).collect(), dir);
+    let deployment = Deployment::new().await;
+    let acl = |c: &mut Config| {
+        c.state.redis.username = Some("mcp-pep".into());
+        c.state.redis.password_file = Some(password.clone());
+        c.limits.rate_per_caller = 100.0;
+    };
+    let a = deployment.replica(Some(&redis), acl).await;
+    let client = deployment.client("agent-1");
+    eventually(STEP, "ready as the ACL user", || async { ready(&a).await == 200 }).await;
+    // A proof (replay script), the rate script, a session bound, touched and ended.
+    let init = client.post(&a, INITIALIZE, &[]).await;
+    assert_status(&init, StatusCode::OK, "initialize");
+    let session = init.header("mcp-session-id").expect("a session id").to_owned();
+    let call = client.post(&a, &tools_call(2, "echo"), &[("mcp-session-id", &session)]).await;
+    assert_status(&call, StatusCode::OK, "a call in the session");
+    assert!(client.delete(&a, &session).await.status.is_success(), "DELETE");
+    let text = a.metrics().await;
+    assert_eq!(metric(&text, "mcp_pep_state_errors_total", &[("backend", "redis")]), None, "no operation refused");
 }

@@ -127,8 +127,9 @@ pub fn build_stack(
         // Bounded read, strict JSON-RPC, the era and its header rules, typed McpRequest;
         // original bytes kept.
         .layer(StageLayer(InspectStage::new(config.limits, mirror_check.clone())))
-        // Each caller's request rate and open streams, before any policy work.
-        .layer(StageLayer(crate::limits::CallerLimitStage::new(config.caller_limits)))
+        // Each caller's request rate (in this process, or shared by replicas in the
+        // state backend) and open streams, before any policy work.
+        .layer(StageLayer(crate::limits::CallerLimitStage::new(config.caller_limits, state.clone())))
         // A (legacy) session id only from the caller that created it (bindings in the
         // state backend, shared by replicas on Redis).
         .layer(StageLayer(SessionStage::new(config.sessions, state)))

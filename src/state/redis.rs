@@ -5,13 +5,21 @@
 //!
 //! | key | value | expiry | written by |
 //! |---|---|---|---|
-//! | `dpop:<hex SHA-256 of (jti, htu)>` | `1` | the proof's window (`PX`) | `SET … NX PX` — one atomic "first time seen" |
+//! | `dpop:{<hex SHA-256 of jkt>}:<hex SHA-256 of (jti, htu)>` | `1` | the proof's window (`PX`) | [`FIRST_USE`]: one atomic "first time seen, within the key's quota" |
+//! | `dpopkey:{<hex SHA-256 of jkt>}:<window number>` | proofs recorded for that key in that window | two windows | the same script |
 //! | `session:<hex SHA-256 of the id>` | hex owner digest | the idle timeout, renewed on use | `SET … PX` (bind), a script (check + `PEXPIRE`), `DEL` |
+//! | `rate:<hex SHA-256 of the caller>` | the bucket's theoretical arrival time (ms) | until the bucket is full again | [`TAKE_RATE`] (`limits.rate_scope: shared`) |
 //!
-//! Neither a `jti`, a session id nor an owner is stored in clear: what `MONITOR` or a
-//! dump shows cannot be replayed or presented. Each request costs one command for its
-//! proof and, for a legacy session, one more (a new session: `SET`; a known one: the
-//! script, `EVALSHA`).
+//! Neither a `jti`, a key thumbprint, a session id, a caller nor an owner is stored in
+//! clear: what `MONITOR` or a dump shows cannot be replayed or presented. Each request
+//! costs one command (`EVALSHA`) for its proof, one for the shared rate limit when it is
+//! on and, for a legacy session, one more (a new session: `SET`; a known one: `EVALSHA`).
+//! Every key expires on its own: nothing grows without bound.
+//!
+//! Each script names all its keys in `KEYS`, and the replay script's keys share one
+//! hash tag (the DPoP key's), so the layout is Redis Cluster's; the client, though, is a
+//! standalone one: a Redis primary, or an address that follows the primary (a Sentinel-
+//! aware proxy, a managed endpoint). Why not Sentinel or Cluster clients: docs/deployment.md.
 //!
 //! Connections: `pool_size` multiplexed connections, each a `redis` crate
 //! `ConnectionManager` that reconnects on its own; requests are spread over them round
@@ -27,9 +35,44 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, IntoConnectionInfo, RedisError, Script, TlsCertificates};
 
-use super::{FirstUse, SessionLookup, StateError, StateFuture, StateStore};
+use super::{FirstUse, RateAnswer, RateSpec, ReplayLimits, SessionLookup, StateError, StateFuture, StateStore};
 
 const BACKEND: &str = "redis";
+
+/// Records a DPoP proof's first use unless it was seen, or its key already holds its
+/// quota: 0 recorded, 1 seen (a replay), 2 the key's quota is used up (nothing recorded).
+/// KEYS: the proof, its key's counter for this window and for the previous one.
+/// ARGV: the proof's expiry (ms), the quota, the counter's expiry (ms).
+///
+/// A proof lives at most one window (`ReplayLimits::window_secs`), so the proofs of a
+/// key alive now were all recorded in this window or the last: their sum bounds the
+/// key's live entries, as the memory backend's exact count does (more strictly: a key is
+/// refused a little earlier, never later).
+const FIRST_USE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+local live = tonumber(redis.call('GET', KEYS[2]) or '0') + tonumber(redis.call('GET', KEYS[3]) or '0')
+if live >= tonumber(ARGV[2]) then return 2 end
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 0
+";
+
+/// One request from a caller's token bucket, as GCRA keeps it: one number, the time at
+/// which the bucket would be full again. 0: allowed; else the milliseconds to wait.
+/// Redis's own clock (`TIME`), so replicas whose clocks differ share one budget.
+/// ARGV: milliseconds per request (1000 / rate), the burst × that.
+const TAKE_RATE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new_tat = tat + tonumber(ARGV[1])
+local wait = new_tat - tonumber(ARGV[2]) - now
+if wait > 0 then return math.max(1, math.ceil(wait)) end
+redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.max(1, math.ceil(new_tat - now)))
+return 0
+";
 
 /// Renews a session's idle expiry only when it belongs to the caller, in one step:
 /// 0 unknown, 1 the caller's (renewed), 2 someone else's (left alone).
@@ -104,14 +147,17 @@ pub struct RedisState {
     prefix: String,
     timeout: Duration,
     session_idle_ms: u64,
+    replay: ReplayLimits,
+    first_use: Script,
     touch: Script,
+    take_rate: Script,
     target: String,
 }
 
 impl RedisState {
     /// The client and its connection managers; connects lazily, on first use. Needs a
     /// tokio runtime (the managers' tasks).
-    pub fn new(settings: &RedisSettings) -> Result<RedisState, StateError> {
+    pub fn new(settings: &RedisSettings, replay: ReplayLimits) -> Result<RedisState, StateError> {
         let unavailable = |e: RedisError| StateError::Unavailable { backend: BACKEND, message: describe(&e) };
         let mut info = settings.url.as_str().into_connection_info().map_err(unavailable)?;
         let mut redis_info = info.redis_settings().clone();
@@ -145,7 +191,10 @@ impl RedisState {
             prefix: settings.key_prefix.clone(),
             timeout: settings.timeout,
             session_idle_ms: millis(settings.session_idle),
+            replay: ReplayLimits { window_secs: replay.window_secs.max(1), ..replay },
+            first_use: Script::new(FIRST_USE),
             touch: Script::new(TOUCH_SESSION),
+            take_rate: Script::new(TAKE_RATE),
             target: settings.display_target(),
         })
     }
@@ -161,13 +210,23 @@ impl RedisState {
         self.pool[i].clone()
     }
 
-    fn replay_key(&self, key: &[u8; 32]) -> String {
-        format!("{}dpop:{}", self.prefix, hex(key))
+    /// A proof's entry, hash-tagged with its key (`{…}`) like that key's counters: the
+    /// replay script's keys then share one Redis Cluster slot.
+    fn replay_key(&self, key: &[u8; 32], jkt: &str) -> String {
+        format!("{}dpop:{{{}}}:{}", self.prefix, key_tag(jkt), hex(key))
+    }
+
+    /// The counter of `jkt`'s proofs recorded in window number `window`.
+    fn quota_key(&self, jkt: &str, window: u64) -> String {
+        format!("{}dpopkey:{{{}}}:{window}", self.prefix, key_tag(jkt))
     }
 
     fn session_key(&self, id: &str) -> String {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
-        format!("{}session:{}", self.prefix, hex(digest.as_ref()))
+        format!("{}session:{}", self.prefix, hex(sha256(id.as_bytes()).as_ref()))
+    }
+
+    fn rate_key(&self, caller: &[u8; 32]) -> String {
+        format!("{}rate:{}", self.prefix, hex(caller))
     }
 
     /// Runs one command, bounded by the timeout, errors typed.
@@ -191,17 +250,49 @@ impl StateStore for RedisState {
         BACKEND
     }
 
-    fn first_use<'a>(&'a self, key: [u8; 32], _jkt: &'a str, expires_at: u64, now: u64) -> StateFuture<'a, FirstUse> {
-        // Per-key quotas are the memory backend's: one Redis command per proof stays one.
+    fn first_use<'a>(&'a self, key: [u8; 32], jkt: &'a str, expires_at: u64, now: u64) -> StateFuture<'a, FirstUse> {
         Box::pin(async move {
             // Seen until `expires_at` inclusive, as in memory: through the end of that second.
             let ttl_ms = expires_at.saturating_sub(now).saturating_add(1).saturating_mul(1_000);
+            let window = now / self.replay.window_secs;
             let mut conn = self.connection();
-            let key = self.replay_key(&key);
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(&key).arg(1).arg("NX").arg("PX").arg(ttl_ms);
-            let set: Option<String> = self.run(cmd.query_async(&mut conn)).await?;
-            Ok(if set.is_some() { FirstUse::New } else { FirstUse::Seen })
+            let mut invocation = self.first_use.key(self.replay_key(&key, jkt));
+            invocation
+                .key(self.quota_key(jkt, window))
+                .key(self.quota_key(jkt, window.saturating_sub(1)))
+                .arg(ttl_ms)
+                .arg(self.replay.per_key)
+                .arg(self.replay.window_secs.saturating_mul(2_000));
+            let answer: i64 = self.run(invocation.invoke_async(&mut conn)).await?;
+            match answer {
+                0 => Ok(FirstUse::New),
+                1 => Ok(FirstUse::Seen),
+                2 => Ok(FirstUse::KeyQuota),
+                other => {
+                    Err(StateError::Protocol { backend: BACKEND, message: format!("replay script answered {other}") })
+                }
+            }
+        })
+    }
+
+    fn take_rate(&self, caller: [u8; 32], spec: RateSpec) -> StateFuture<'_, RateAnswer> {
+        Box::pin(async move {
+            let interval_ms = 1_000.0 / spec.rate_per_second;
+            let tolerance_ms = interval_ms * f64::from(spec.burst.max(1));
+            let mut conn = self.connection();
+            let mut invocation = self.take_rate.key(self.rate_key(&caller));
+            invocation.arg(format!("{interval_ms:.6}")).arg(format!("{tolerance_ms:.6}"));
+            let wait_ms: i64 = self.run(invocation.invoke_async(&mut conn)).await?;
+            Ok(match u64::try_from(wait_ms) {
+                Ok(0) => RateAnswer::Allowed,
+                Ok(ms) => RateAnswer::Wait(Duration::from_millis(ms)),
+                Err(_) => {
+                    return Err(StateError::Protocol {
+                        backend: BACKEND,
+                        message: format!("rate script answered {wait_ms}"),
+                    });
+                }
+            })
         })
     }
 
@@ -270,6 +361,15 @@ fn describe(e: &RedisError) -> String {
     e.to_string()
 }
 
+/// A DPoP key's name in Redis: its thumbprint hashed again, so keys name no `jkt`.
+fn key_tag(jkt: &str) -> String {
+    hex(sha256(jkt.as_bytes()).as_ref())
+}
+
+fn sha256(bytes: &[u8]) -> aws_lc_rs::digest::Digest {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -317,7 +417,7 @@ mod tests {
             pool_size: 2,
             session_idle: Duration::from_secs(1),
         };
-        let state = RedisState::new(&settings).unwrap();
+        let state = RedisState::new(&settings, ReplayLimits::default()).unwrap();
         let started = std::time::Instant::now();
         let err = state.first_use([0; 32], "jkt", 10, 1).await.unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
