@@ -403,6 +403,7 @@ no_jwt_in_logs() {
 check agent-no-jwt-in-logs no_jwt_in_logs
 
 if ((agent_standalone)); then
+  check agent-no-secrets-in-any-log secrets_not_logged access_token,dpop_proof,client_assertion,jwt_svid,private_key_pem
   echo "agent e2e: $passed passed, $failed failed"
   [[ $failed -eq 0 ]]
 fi
