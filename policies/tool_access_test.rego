@@ -307,6 +307,20 @@ test_path_traversal_denied if {
 	}
 }
 
+# What a tool server could decode, normalise or truncate into another path after the
+# decision (tests/attacks/policy_input.yaml sends these through the proxy).
+test_encoded_or_lookalike_path_denied if {
+	every path in [
+		"/workspace/..\\..\\etc\\passwd", "/workspace/%2e%2e/etc/passwd", "/workspace/..%2fetc",
+		"/workspace/a\u0000b", "/workspace/\u2025/etc/passwd", "/workspace/\uff0e\uff0e\uff0fetc",
+		"/workspace/caf\u00e9.txt", "/workspace/a\tb", "\\workspace\\a",
+	] {
+		denied_by(verdict(read_file(path)), "tool_access.path: ")
+		some reason in verdict(read_file(path)).deny
+		contains(reason, "printable ASCII")
+	}
+}
+
 test_relative_path_denied if {
 	every path in ["workspace/README.md", "./workspace/README.md", "README.md", "../workspace/a", "~/workspace/a"] {
 		verdict(read_file(path)) == path_denied(path)

@@ -16,15 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use aws_lc_rs::digest;
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-use data_encoding::BASE64URL_NOPAD;
 use http::{Method, Request, Response, StatusCode};
 use mcp_pep::config::Config;
-use serde_json::{Value, json};
+use serde_json::json;
+use support::dpop::*;
 use support::*;
 
 const ISSUER: &str = "https://kc.example.test/realms/agents";
@@ -162,48 +159,6 @@ impl Redis {
 // Tokens and proofs
 // ---------------------------------------------------------------------------------
 
-fn b64(bytes: impl AsRef<[u8]>) -> String {
-    BASE64URL_NOPAD.encode(bytes.as_ref())
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs()
-}
-
-fn jti() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("jti-{}-{}-{}", std::process::id(), now(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-struct EcKey(EcdsaKeyPair);
-
-impl EcKey {
-    fn generate() -> EcKey {
-        EcKey(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("P-256 key"))
-    }
-
-    fn xy(&self) -> (String, String) {
-        let point = self.0.public_key().as_ref();
-        (b64(&point[1..33]), b64(&point[33..]))
-    }
-
-    fn jwk(&self) -> Value {
-        let (x, y) = self.xy();
-        json!({"kty": "EC", "crv": "P-256", "x": x, "y": y})
-    }
-
-    fn thumbprint(&self) -> String {
-        let (x, y) = self.xy();
-        b64(digest::digest(&digest::SHA256, format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#).as_bytes()))
-    }
-
-    fn jws(&self, header: &Value, payload: &Value) -> String {
-        let input = format!("{}.{}", b64(header.to_string()), b64(payload.to_string()));
-        let signature = self.0.sign(&SystemRandom::new(), input.as_bytes()).expect("signature");
-        format!("{input}.{}", b64(signature.as_ref()))
-    }
-}
-
 /// One client: its DPoP key and a token bound to it.
 struct Client {
     key: Arc<EcKey>,
@@ -217,22 +172,16 @@ impl Client {
 
     /// A token for `subject` bound to `key`.
     fn with_key(issuer: &EcKey, subject: &str, key: Arc<EcKey>) -> Client {
-        let now = now();
-        let claims = json!({
-            "iss": ISSUER, "aud": PUBLIC_URL, "sub": subject, "azp": "agent", "typ": "DPoP",
-            "iat": now, "exp": now + 600, "jti": jti(), "cnf": {"jkt": key.thumbprint()},
-        });
-        let token = issuer.jws(&json!({"alg": "ES256", "typ": "JWT", "kid": KID}), &claims);
+        let token = issuer.jws(&token_header(KID), &token_claims(ISSUER, PUBLIC_URL, subject, &key));
         Client { key, token }
     }
 
     fn proof(&self, method: &str, nonce: Option<&str>) -> String {
-        let ath = b64(digest::digest(&digest::SHA256, self.token.as_bytes()));
-        let mut claims = json!({"jti": jti(), "htm": method, "htu": PUBLIC_URL, "iat": now(), "ath": ath});
+        let mut claims = proof_claims(method, PUBLIC_URL, Some(&self.token));
         if let Some(nonce) = nonce {
             claims["nonce"] = json!(nonce);
         }
-        self.key.jws(&json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.key.jwk()}), &claims)
+        self.key.jws(&proof_header(&self.key), &claims)
     }
 
     /// POSTs `body` to `proxy` with the token and `proof`, plus `headers`.

@@ -95,7 +95,13 @@ pub async fn inspect(
     mirror: &MirrorCheck,
 ) -> Result<Request<Body>, InspectError> {
     let (mut parts, body) = req.into_parts();
+    check_connection(&parts.headers)?;
     let session_id = mcp_header(&parts.headers, "mcp-session-id")?.map(Arc::from);
+    // MCP: a session id is visible ASCII (0x21-0x7E); a space or tab would split it for
+    // some parsers, so the tool server could read another id than the one bound.
+    if session_id.as_deref().is_some_and(|id: &str| !id.bytes().all(|b| b.is_ascii_graphic())) {
+        return Err(InspectError::BadHeader { header: "mcp-session-id", problem: "not visible ASCII" });
+    }
     let protocol_version = mcp_header(&parts.headers, "mcp-protocol-version")?.map(Arc::<str>::from);
     let mcp = match parts.method {
         Method::POST => {
@@ -185,14 +191,43 @@ fn mcp_header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&
     first.to_str().map(Some).map_err(|_| InspectError::BadHeader { header: name, problem: "not visible ASCII" })
 }
 
+/// `Connection` may not name a header the decision read: the proxy would strip it as
+/// hop-by-hop, and the tool server would act without what policy and the session check saw.
+fn check_connection(headers: &HeaderMap) -> Result<(), InspectError> {
+    let decided = |name: &str| name.starts_with("mcp-") || name == "content-type";
+    let named = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or_default().split(','))
+        .map(|name| name.trim().to_ascii_lowercase());
+    for name in named {
+        if decided(&name) {
+            return Err(InspectError::BadHeader { header: "connection", problem: "naming a header the decision read" });
+        }
+    }
+    Ok(())
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Exactly one `Content-Type`, `application/json`, in UTF-8 if a charset is named: a
+/// second type or another charset would let the tool server decode other bytes than the
+/// message policy decided.
 fn is_json(headers: &HeaderMap) -> bool {
-    header_str(headers, header::CONTENT_TYPE.as_str())
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else { return false };
+    let Ok(value) = value.to_str() else { return false };
+    let mut params = value.split(';');
+    let essence_ok = params.next().is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    essence_ok
+        && params.all(|param| match param.split_once('=') {
+            Some((name, charset)) if name.trim().eq_ignore_ascii_case("charset") => {
+                charset.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            }
+            _ => true,
+        })
 }
 
 async fn read_bounded(headers: &HeaderMap, body: Body, limits: &InspectLimits) -> Result<bytes::Bytes, InspectError> {

@@ -18,6 +18,15 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Credentials of the client are for the proxy only: MCP forbids token passthrough.
 const CREDENTIALS: [HeaderName; 3] = [header::AUTHORIZATION, HeaderName::from_static("dpop"), header::COOKIE];
 
+/// Claims about the network path (client address, original host, scheme, URL) that a tool
+/// server would take as its proxy's word; this proxy writes none, so the client's are dropped.
+const FORWARDING: [HeaderName; 4] = [
+    HeaderName::from_static("forwarded"),
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+];
+
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Headers named in `Connection` are hop-by-hop too.
     let named: Vec<HeaderName> = headers
@@ -35,11 +44,14 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Prepares client headers for the upstream request.
 pub fn sanitize_request(headers: &mut HeaderMap) {
     remove_hop_by_hop(headers);
-    for name in &CREDENTIALS {
+    for name in CREDENTIALS.iter().chain(FORWARDING.iter()) {
         headers.remove(name);
     }
-    let proxy_headers: Vec<HeaderName> =
-        headers.keys().filter(|name| name.as_str().starts_with("proxy-")).cloned().collect();
+    let proxy_headers: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("proxy-") || name.as_str().starts_with("x-forwarded-"))
+        .cloned()
+        .collect();
     for name in proxy_headers {
         headers.remove(name);
     }
@@ -60,7 +72,7 @@ mod tests {
     use http::HeaderValue;
 
     #[test]
-    fn strips_credentials_hop_by_hop_and_proxy_headers() {
+    fn strips_credentials_hop_by_hop_proxy_and_forwarding_headers() {
         let mut h = HeaderMap::new();
         for (k, v) in [
             ("authorization", "DPoP abc"),
@@ -78,6 +90,10 @@ mod tests {
             ("mcp-protocol-version", "2025-11-25"),
             ("last-event-id", "42"),
             ("accept", "application/json, text/event-stream"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-host", "admin.internal"),
+            ("forwarded", "for=10.0.0.1"),
+            ("x-real-ip", "10.0.0.1"),
         ] {
             h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
         }

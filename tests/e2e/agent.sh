@@ -372,9 +372,20 @@ start_bg agent-held-client "$E2E_PY" py_modern_client.py "$(egress_url egress-tr
 held_pid=$E2E_LAST_PID
 check agent-held-session-open retry 30 test -e "$held_ready"
 # The ingress keeps its SVID and comes to trust the second CA only; the trusted agent's pod
-# gets an SVID of that CA (its bundle: both CAs, so it still verifies the ingress).
-"$E2E_PY" pki.py workload-dir "$pki" "$ag/wl-ingress" mcp-pep "td/$td/ca2.pem"
-"$E2E_PY" pki.py workload-dir "$pki" "$ag/wl-trusted-agent" trusted-agent-ca2 "bundle-$td-rotated.pem"
+# gets an SVID of that CA (its bundle: both CAs, so it still verifies the ingress). In the
+# order a real rotation takes, each step installed before the next: the ingress trusts both
+# CAs, the agent's SVID moves to ca2, the ingress drops ca1. (Both at once leave a window in
+# which the held session's calls, each on a new connection, meet a half-rotated pair.)
+rotate_step() {
+  local sidecar="$1" mark; shift
+  mark="$(log_mark "$sidecar")"
+  "$E2E_PY" pki.py workload-dir "$pki" "$@"
+  retry 20 logged "$sidecar" "SVID material installed" "$mark"
+}
+check agent-rotation-ingress-trusts-both rotate_step ingress "$ag/wl-ingress" mcp-pep "bundle-$td-rotated.pem"
+check agent-rotation-agent-svid-of-ca2 rotate_step egress-trusted "$ag/wl-trusted-agent" trusted-agent-ca2 \
+  "bundle-$td-rotated.pem"
+check agent-rotation-ingress-trusts-ca2-only rotate_step ingress "$ag/wl-ingress" mcp-pep "td/$td/ca2.pem"
 echo "agent: rotated: the ingress trusts ca2 only; the trusted agent's SVID is signed by ca2"
 sleep 1
 check agent-rotation-new-session-works retry 10 py "$(egress_url egress-trusted)" --mode 2026-07-28 --no-write
@@ -403,6 +414,7 @@ no_jwt_in_logs() {
 check agent-no-jwt-in-logs no_jwt_in_logs
 
 if ((agent_standalone)); then
+  check agent-no-secrets-in-any-log secrets_not_logged access_token,dpop_proof,client_assertion,jwt_svid,private_key_pem
   echo "agent e2e: $passed passed, $failed failed"
   [[ $failed -eq 0 ]]
 fi

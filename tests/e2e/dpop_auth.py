@@ -19,7 +19,10 @@ import uuid
 
 import httpx2
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+import secrets_log
 
 
 class DPoPError(Exception):
@@ -55,6 +58,9 @@ class DPoPKey:
         # RFC 7638: required members, lexicographic order, no whitespace.
         canonical = json.dumps({k: self.jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"))
         self.jkt = b64url(hashlib.sha256(canonical.encode()).digest())
+        secrets_log.record("dpop_key_d", b64url(self.private.private_numbers().private_value.to_bytes(32, "big")))
+        secrets_log.record("private_key_pem", self.private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 
     def proof(self, method: str, url: str, token: str | None = None, nonce: str | None = None) -> str:
         claims: dict = {"jti": str(uuid.uuid4()), "htm": method.upper(), "htu": htu_of(url), "iat": int(time.time())}
@@ -62,7 +68,9 @@ class DPoPKey:
             claims["ath"] = b64url(hashlib.sha256(token.encode()).digest())
         if nonce is not None:
             claims["nonce"] = nonce
-        return jwt.encode(claims, self.private, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": self.jwk})
+        signed = jwt.encode(claims, self.private, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": self.jwk})
+        secrets_log.record("dpop_proof", signed)
+        return signed
 
 
 class DPoPAuth(httpx2.Auth):
@@ -104,6 +112,7 @@ async def obtain_token(issuer: str, client_file: str, resource: str, key: DPoPKe
     with open(client_file) as f:
         client = json.load(f)
     signing_key = jwt.algorithms.ECAlgorithm.from_jwk(json.dumps(client["client_jwk"]))
+    secrets_log.record("client_key_d", client["client_jwk"].get("d"))
     async with httpx2.AsyncClient(timeout=10) as http:
         meta = (await http.get(issuer.rstrip("/") + "/.well-known/openid-configuration")).raise_for_status().json()
         _check(meta["issuer"] == issuer, f"discovery: issuer {meta['issuer']!r} != {issuer!r}")
@@ -117,6 +126,7 @@ async def obtain_token(issuer: str, client_file: str, resource: str, key: DPoPKe
                  "jti": str(uuid.uuid4()), "iat": now, "exp": now + 60},
                 signing_key, algorithm=client["client_alg"], headers={"kid": client["client_jwk"]["kid"]},
             )
+            secrets_log.record("client_assertion", assertion)
             resp = await http.post(endpoint, headers={"DPoP": key.proof("POST", endpoint, nonce=nonce)}, data={
                 "grant_type": "client_credentials",
                 "client_id": client["client_id"],
@@ -132,6 +142,7 @@ async def obtain_token(issuer: str, client_file: str, resource: str, key: DPoPKe
                 continue
             _check(resp.status_code == 200, f"token endpoint: HTTP {resp.status_code} {body}")
             _check(body.get("token_type") == "DPoP", f"token endpoint: token_type {body.get('token_type')!r}, want DPoP")
+            secrets_log.record("access_token", body["access_token"])
             return body["access_token"], attempt
     raise DPoPError("token endpoint: use_dpop_nonce twice")
 

@@ -20,6 +20,7 @@ import fs from 'node:fs';
 import crypto from 'node:crypto';
 import * as DPoP from 'dpop';
 import { SignJWT, importJWK } from 'jose';
+import { recordSecret } from './secrets_log.mjs';
 
 const b64url = (buf) => Buffer.from(buf).toString('base64url');
 
@@ -46,7 +47,8 @@ async function discover(issuer) {
 async function clientAssertion(client, issuer) {
   const key = await importJWK(client.client_jwk, client.client_alg);
   const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({})
+  recordSecret('client_key_d', client.client_jwk.d);
+  const assertion = await new SignJWT({})
     .setProtectedHeader({ alg: client.client_alg, kid: client.client_jwk.kid })
     .setIssuer(client.client_id)
     .setSubject(client.client_id)
@@ -55,6 +57,15 @@ async function clientAssertion(client, issuer) {
     .setIssuedAt(now)
     .setExpirationTime(now + 60)
     .sign(key);
+  recordSecret('client_assertion', assertion);
+  return assertion;
+}
+
+/** A proof by `keypair` (the dpop package's keys are not extractable: only proofs are recorded). */
+async function proof(keypair, htu, method, nonce, token) {
+  const signed = await DPoP.generateProof(keypair, htu, method, nonce, token);
+  recordSecret('dpop_proof', signed);
+  return signed;
 }
 
 /**
@@ -78,7 +89,7 @@ export async function obtainToken({ issuer, client, resource, keypair }) {
       method: 'POST',
       headers: {
         'content-type': 'application/x-www-form-urlencoded',
-        dpop: await DPoP.generateProof(keypair, endpoint, 'POST', nonce),
+        dpop: await proof(keypair, endpoint, 'POST', nonce),
       },
       body,
     });
@@ -90,6 +101,7 @@ export async function obtainToken({ issuer, client, resource, keypair }) {
     }
     if (!res.ok) throw new Error(`token endpoint: HTTP ${res.status} ${JSON.stringify(json)}`);
     if (json.token_type !== 'DPoP') throw new Error(`token endpoint: token_type ${json.token_type}, want DPoP`);
+    recordSecret('access_token', json.access_token);
     return { token: json.access_token, tokenType: json.token_type, expiresIn: json.expires_in, nonceRetries: attempt };
   }
   throw new Error('token endpoint: use_dpop_nonce twice');
@@ -107,7 +119,7 @@ export function dpopFetch({ token, keypair, baseFetch = fetch, stats = { request
     const send = async () => {
       const headers = new Headers(init.headers);
       headers.set('authorization', `DPoP ${token}`);
-      headers.set('dpop', await DPoP.generateProof(keypair, htuOf(url), method, nonce, token));
+      headers.set('dpop', await proof(keypair, htuOf(url), method, nonce, token));
       stats.requests++;
       const res = await baseFetch(input, { ...init, headers });
       const fresh = res.headers.get('dpop-nonce');
@@ -166,8 +178,8 @@ async function mint([issuer, clientFile, url, method = 'POST']) {
     token,
     jkt: await DPoP.calculateThumbprint(keypair.publicKey),
     ath: b64url(crypto.createHash('sha256').update(token).digest()),
-    proof: await DPoP.generateProof(keypair, htu, method, undefined, token),
-    other_proof: await DPoP.generateProof(other, htu, method, undefined, token),
+    proof: await proof(keypair, htu, method, undefined, token),
+    other_proof: await proof(other, htu, method, undefined, token),
   }));
 }
 

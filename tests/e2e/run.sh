@@ -18,7 +18,9 @@
 # Workload API server, the Python SDK over mTLS (with the shipped policies in front of the
 # fixture too), refused certificates, rotation. Last the agent stage (agent.sh): SDK clients
 # with no credentials through their own egress mcp-pep (SVID, JWT-SVID -> Keycloak stand-in
-# -> DPoP token, a proof per request) to an mTLS + DPoP ingress mcp-pep.
+# -> DPoP token, a proof per request) to an mTLS + DPoP ingress mcp-pep. Last of all, every
+# token, proof, client assertion, JWT-SVID and private key the run used (secrets_log.py/.mjs,
+# the Keycloak stand-in, the PKI's key files) is looked for in every log (secrets_grep.py).
 # Ends with the plain "N passed, M failed" line.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -288,6 +290,10 @@ PY
 . "$here/spiffe.sh"
 # --- Agents with no credentials: egress sidecars, the Keycloak stand-in (agent.sh) --
 . "$here/agent.sh"
+
+# --- Nothing leaked: no secret the whole run used in any of its logs ------------------
+check no-secrets-in-any-log secrets_not_logged \
+  access_token,dpop_proof,client_assertion,client_key_d,dpop_key_d,jwt_svid,private_key_pem
 
 echo "e2e: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

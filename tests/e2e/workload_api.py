@@ -39,6 +39,8 @@ from cryptography.hazmat.primitives import serialization
 from google.protobuf import struct_pb2
 from spiffe._proto import workload_pb2, workload_pb2_grpc
 
+import secrets_log
+
 log = logging.getLogger("workload-api")
 HEADER = "workload.spiffe.io"
 
@@ -198,6 +200,7 @@ class WorkloadAPI(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
         now = int(time.time())
         token = jwt.encode({"sub": m.spiffe_id, "aud": list(request.audience), "exp": now + 300, "iat": now},
                            m.jwt_key, algorithm="ES256", headers={"typ": "JWT", "kid": m.jwt_kid})
+        secrets_log.record("jwt_svid", token)
         return workload_pb2.JWTSVIDResponse(svids=[workload_pb2.JWTSVID(spiffe_id=m.spiffe_id, svid=token)])
 
     def ValidateJWTSVID(self, request, context):

@@ -149,6 +149,8 @@ class RealmKey:
                     "x5c": [base64.b64encode(der).decode()],
                     "x5t": b64url(hashlib.sha1(der).digest()),
                     "x5t#S256": b64url(hashlib.sha256(der).digest())}
+        record_secret("private_key_pem", self.private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
         self.public_pem = self.private.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
@@ -275,6 +277,18 @@ class Clients:
 
 
 # --- server state -----------------------------------------------------------------------------
+
+def record_secret(kind: str, value) -> None:
+    """For the e2e run's log grep (tests/e2e/secrets_grep.py): appends `kind<TAB>value` to
+    $E2E_SECRETS when set, as tests/e2e/secrets_log.py does for the clients."""
+    path = os.environ.get("E2E_SECRETS")
+    if not path or not value:
+        return
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    with open(path, "a") as f:
+        f.write(f"{kind}\t{' '.join(str(value).split())}\n")
+
 
 def log(msg: str) -> None:
     print(f"keycloak-standin: {msg}", file=sys.stderr, flush=True)
@@ -544,6 +558,8 @@ def token_request(realm: Realm, form: dict, headers, peer: str) -> tuple[int, di
                          f"grant_type {grant_type!r}: the stand-in serves client_credentials only")
     # 2. checkClient: the client flow; only federated-jwt with jwt-spiffe can identify one here.
     assertion_type, assertion = first(form, "client_assertion_type"), first(form, "client_assertion")
+    record_secret("client_assertion", assertion if isinstance(assertion, str) else None)
+    record_secret("dpop_proof", headers.get("DPoP"))
     if assertion_type != JWT_SPIFFE or assertion is None:
         raise generic_client_error(f"no jwt-spiffe client assertion (client_assertion_type "
                                    f"{assertion_type!r})")
@@ -585,6 +601,7 @@ def token_request(realm: Realm, form: dict, headers, peer: str) -> tuple[int, di
                    "clientAddress": peer, "client_id": client.client_id})
     key = realm.active_key
     token = key.sign(claims, "at+jwt" if realm.args.rfc9068_header else "JWT")
+    record_secret("access_token", token)
     with realm.lock:
         s = realm.stats
         s["served"] += 1

@@ -87,8 +87,6 @@ GOOD_PATHS = [
     "/workspace/...",
     "/workspace//double",
     "/workspace/dir with spaces/f",
-    "/workspace/\u00e9t\u00e9.txt",
-    "/workspace/%2e%2e/encoded",
 ]
 BAD_PATHS = [
     "/workspace/../etc/passwd",
@@ -107,6 +105,11 @@ BAD_PATHS = [
     " /workspace/a",
     "",
     "\\workspace\\a",
+    "/workspace/\u00e9t\u00e9.txt",
+    "/workspace/%2e%2e/encoded",
+    "/workspace/..\\etc",
+    "/workspace/a\u0000b",
+    "/workspace/\uff0e\uff0e\uff0fetc",
 ]
 NON_STRINGS = [42, 0, -1, 1.5, -0.0, 1e21, 12345678901234567890123, True, False, None, [], ["/workspace/a"], {}, {"path": "/workspace/a"}]
 GOOD_URLS = [

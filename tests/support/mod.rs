@@ -4,6 +4,7 @@
 //! Every server a test starts is stopped when its handle is stopped or dropped.
 #![allow(dead_code)]
 
+pub mod dpop;
 pub mod tls;
 
 use std::convert::Infallible;
