@@ -2,12 +2,15 @@
 //! `SharedState` (metrics and health flag included), in memory and on a real
 //! `redis-server` over loopback TCP (started here on a free port, killed at the end).
 //!
-//! - `dpop_first_use`: the replay check of every DPoP proof (`SET key 1 NX PX ttl`);
+//! - `dpop_first_use`: the replay check of every DPoP proof (on Redis one `EVALSHA`: the
+//!   proof's `SET … PX` unless seen, within its key's quota; proofs of 64 keys);
 //! - `session_touch`: every legacy message with an `Mcp-Session-Id` (one `EVALSHA`:
 //!   GET, compare, PEXPIRE);
 //! - `session_bind`: an `initialize` answered with a session (`SET key owner PX idle`);
 //! - `*_64_in_flight`: 64 replay checks awaited together, per check (what a busy
-//!   sidecar's multiplexed connections deliver).
+//!   sidecar's multiplexed connections deliver);
+//! - `rate_take` (Redis only): the shared per-caller token bucket (`limits.rate_scope:
+//!   shared`; one `EVALSHA`), 1 024 callers, always within budget.
 //!
 //! The binary: `MCP_PEP_REDIS_SERVER`, else `redis-server` on `PATH`
 //! (`bash tests/redis/setup.sh` installs Debian's).
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::future::join_all;
 use mcp_pep::metrics::Metrics;
-use mcp_pep::state::{RedisSettings, RedisState, SessionLookup, SessionOwner, SharedState};
+use mcp_pep::state::{RateAnswer, RateSpec, RedisSettings, RedisState, SessionLookup, SessionOwner, SharedState};
 
 const NOW: u64 = 1_700_000_000;
 
@@ -84,6 +87,13 @@ fn key(n: u64) -> [u8; 32] {
     k
 }
 
+/// The proof key of proof `n`: 64 keys, each well under its replay quota.
+fn jkt(n: u64) -> &'static str {
+    static KEYS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(|| (0..64).map(|i| format!("bench-jkt-{i}")).collect());
+    &keys[(n % 64) as usize]
+}
+
 fn state(c: &mut Criterion) {
     // As the proxy runs: a multi-threaded runtime with one worker per core, the timed loop
     // itself a task on it (as a request is), not on the bench thread.
@@ -125,7 +135,8 @@ fn state(c: &mut Criterion) {
                     for _ in 0..iters {
                         let n = next.fetch_add(1, Ordering::Relaxed) + 1;
                         let now = clock(n);
-                        assert!(backend.first_use(key(n), "bench-jkt", now + 25, now).await.is_ok());
+                        let answer = backend.first_use(key(n), jkt(n), now + 25, now).await;
+                        assert_eq!(answer, Ok(mcp_pep::state::FirstUse::New));
                     }
                     start.elapsed()
                 })
@@ -141,8 +152,9 @@ fn state(c: &mut Criterion) {
                         let batch = (iters - done).min(64);
                         let first = next.fetch_add(batch, Ordering::Relaxed) + 1;
                         let now = clock(first);
-                        let calls = (0..batch).map(|i| backend.first_use(key(first + i), "bench-jkt", now + 25, now));
-                        assert!(join_all(calls).await.iter().all(Result::is_ok));
+                        let calls =
+                            (0..batch).map(|i| backend.first_use(key(first + i), jkt(first + i), now + 25, now));
+                        assert!(join_all(calls).await.iter().all(|a| *a == Ok(mcp_pep::state::FirstUse::New)));
                         done += batch;
                     }
                     start.elapsed()
@@ -181,6 +193,22 @@ fn state(c: &mut Criterion) {
                 })
             })
         });
+        if name == "redis" {
+            let spec = RateSpec { rate_per_second: 1e6, burst: 1_000_000 };
+            group.bench_function(format!("{name}/rate_take"), |b| {
+                b.iter_custom(|iters| {
+                    let backend = backend.clone();
+                    timed(&rt, async move {
+                        let start = Instant::now();
+                        for i in 0..iters {
+                            let answer = backend.take_rate(key(i % 1_024), spec).await;
+                            assert_eq!(answer, Ok(RateAnswer::Allowed));
+                        }
+                        start.elapsed()
+                    })
+                })
+            });
+        }
     }
     group.finish();
 }
