@@ -69,7 +69,8 @@ fn answer(status: u16, content_type: &'static str, body: UpBody) -> Response<UpB
 }
 
 const TRACE: &str = "Traceback (most recent call last):\n  File \"/srv/app/db.py\", line 12\npsycopg.OperationalError: password authentication failed for user \"tools\"";
-const RPC_ERROR: &str = r#"{"jsonrpc":"2.0","id":9,"error":{"code":-32603,"message":"tool crashed","data":{"retry":false}}}"#;
+const RPC_ERROR: &str =
+    r#"{"jsonrpc":"2.0","id":9,"error":{"code":-32603,"message":"tool crashed","data":{"retry":false}}}"#;
 
 /// How a test upstream answers, and what the client must get.
 struct Case {
@@ -139,10 +140,8 @@ async fn bad_answers_get_a_clean_error_and_never_leak_internals() {
     for case in cases {
         let make = case.answer;
         let upstream = TestUpstream::start(move |_| async move { make() }).await;
-        let proxy = TestProxy::builder(upstream.url())
-            .configure(|c| c.upstream.response_body_timeout_ms = 300)
-            .start()
-            .await;
+        let proxy =
+            TestProxy::builder(upstream.url()).configure(|c| c.upstream.response_body_timeout_ms = 300).start().await;
         let reply = proxy.post(tools_call(9, "echo"), &[]).await;
         let name = case.name;
         assert_eq!(reply.status.as_u16(), case.status, "{name}: {}", reply.text());

@@ -221,10 +221,10 @@ impl http_body::Body for StreamGuard {
                 {
                     self.maybe_answered = contains(data, b"\"result\"") || contains(data, b"\"error\"");
                 }
-                if let Some((limit, sleep, _)) = self.idle.as_mut() {
-                    if let Some(next) = Instant::now().checked_add(*limit) {
-                        sleep.as_mut().reset(next);
-                    }
+                if let Some((limit, sleep, _)) = self.idle.as_mut()
+                    && let Some(next) = Instant::now().checked_add(*limit)
+                {
+                    sleep.as_mut().reset(next);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
