@@ -338,8 +338,9 @@ async fn unreachable_upstreams_get_a_clean_error_with_the_request_id() {
     // (fault, upstream URL, status, upstream_errors_total kind)
     let cases = [
         ("connection refused", format!("http://{dead}/mcp"), 502, "connect"),
-        // RFC 6761: `.invalid` never resolves; the resolver says so without the network
-        // (locally or from the first server asked: NXDOMAIN).
+        // RFC 6761: `.invalid` never resolves. With a network the first server asked says
+        // NXDOMAIN; without one the lookup fails or is cut at the connect timeout: 502
+        // either way, never the resolver's own retries.
         ("DNS failure", "http://tool-server.mcp-pep-test.invalid:8080/mcp".to_owned(), 502, "connect"),
         ("connection closed before the answer", dropping.url.clone(), 502, "request"),
     ];
@@ -347,6 +348,7 @@ async fn unreachable_upstreams_get_a_clean_error_with_the_request_id() {
         let proxy = TestProxy::builder(url)
             .configure(|c| {
                 c.upstream.breaker_failures = 0;
+                c.upstream.connect_timeout_ms = 1_000;
                 c.upstream.response_header_timeout_ms = 8_000;
             })
             .start()
@@ -459,7 +461,8 @@ async fn one_probe_after_the_backoff_closes_it_on_success_and_reopens_it_on_fail
             c.upstream.breaker_failures = 2;
             c.upstream.breaker_backoff_ms = 100;
             c.upstream.breaker_max_backoff_ms = 200;
-            c.upstream.response_header_timeout_ms = 1_000;
+            // How long the probe below hangs: time enough to send another request meanwhile.
+            c.upstream.response_header_timeout_ms = 3_000;
         })
         .start()
         .await;

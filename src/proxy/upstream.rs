@@ -11,6 +11,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::{GaiAddrs, GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
 use tower::Service;
 
@@ -91,7 +92,7 @@ impl UpstreamError {
 
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    client: Client<HttpsConnector<HttpConnector<BoundedResolver>>, Body>,
     url: Arc<Uri>,
     timeouts: UpstreamTimeouts,
     /// Refuses at once while the tool server is known to be down.
@@ -117,7 +118,8 @@ impl Upstream {
         breaker: Arc<Breaker>,
         max_error_bytes: usize,
     ) -> Self {
-        let mut http = HttpConnector::new();
+        let resolver = BoundedResolver { inner: GaiResolver::new(), limit: timeouts.connect };
+        let mut http = HttpConnector::new_with_resolver(resolver);
         http.set_connect_timeout(Some(timeouts.connect));
         http.set_nodelay(true);
         http.enforce_http(false);
@@ -370,6 +372,34 @@ impl Service<Request<Body>> for Upstream {
                 rejection.era = era;
                 rejection
             })
+        })
+    }
+}
+
+/// The system resolver bounded by the connect timeout: a resolver that does not answer
+/// (no network, dropped queries) is a connect failure like a refused port, not a wait
+/// through the resolver's own retries with no bound of ours.
+#[derive(Clone)]
+struct BoundedResolver {
+    inner: GaiResolver,
+    limit: Duration,
+}
+
+impl Service<Name> for BoundedResolver {
+    type Response = GaiAddrs;
+    type Error = std::io::Error;
+    type Future = BoxFuture<'static, Result<GaiAddrs, std::io::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let (lookup, limit) = (self.inner.call(name), self.limit);
+        Box::pin(async move {
+            tokio::time::timeout(limit, lookup)
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "name resolution timed out")))
         })
     }
 }
