@@ -22,11 +22,14 @@ use crate::metrics::Metrics;
 #[error("the tool server's answer stalled: not complete within {0:?} of its headers")]
 pub struct BodyTimeout(pub Duration);
 
-/// A body that must end by `deadline`; past it, an error (hyper then aborts the answer:
-/// the client sees a broken connection or a reset stream, never a hang).
+/// A body that must end within `limit` of its creation (the headers' arrival); past it, an
+/// error (hyper then aborts the answer: the client sees a broken connection or a reset
+/// stream, never a hang). The timer is armed only when the body makes the reader wait:
+/// an answer already in the buffer costs none.
 pub struct Deadline {
     inner: Body,
-    sleep: Pin<Box<Sleep>>,
+    deadline: Instant,
+    sleep: Option<Pin<Box<Sleep>>>,
     limit: Duration,
     errors: prometheus::IntCounter,
 }
@@ -34,7 +37,10 @@ pub struct Deadline {
 impl Deadline {
     pub fn new(inner: Body, limit: Duration, metrics: &Metrics) -> Self {
         let errors = metrics.upstream_errors.with_label_values(&["body_timeout"]);
-        Deadline { inner, sleep: Box::pin(tokio::time::sleep(limit)), limit, errors }
+        // Checked at most a day by configuration; the fallback is for ever.
+        let deadline =
+            Instant::now().checked_add(limit).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+        Deadline { inner, deadline, sleep: None, limit, errors }
     }
 }
 
@@ -46,7 +52,9 @@ impl http_body::Body for Deadline {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame);
         }
-        match self.sleep.as_mut().poll(cx) {
+        let deadline = self.deadline;
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => {
                 self.errors.inc();
                 tracing::warn!(limit = ?self.limit, "the tool server's answer stalled; cutting it");
