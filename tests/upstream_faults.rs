@@ -23,27 +23,6 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 
-/// Waits until `check` holds on the proxy's metrics text (a leak fails here).
-async fn wait_metrics(proxy: &TestProxy, what: &str, check: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + STEP;
-    loop {
-        let text = proxy.metrics().await;
-        if check(&text) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {STEP:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// No stream counted, no client connection open: what every fault must leave behind.
-async fn assert_nothing_leaks(proxy: &TestProxy, case: &str) {
-    wait_metrics(proxy, &format!("{case}: streams and connections back to zero"), |m| {
-        metric(m, "mcp_pep_active_streams", &[]) == Some(0.0) && metric(m, "mcp_pep_open_connections", &[]) == Some(0.0)
-    })
-    .await;
-}
-
 fn upstream_errors(text: &str, kind: &str) -> f64 {
     metric(text, "mcp_pep_upstream_errors_total", &[("kind", kind)]).unwrap_or(0.0)
 }
@@ -243,6 +222,8 @@ enum Mode {
     Hang,
     /// Answer 200 with a JSON-RPC result.
     Answer,
+    /// Send the headers of a JSON answer, close before its body.
+    Truncate,
 }
 
 struct RawUpstream {
@@ -274,6 +255,12 @@ impl RawUpstream {
                         match mode {
                             Mode::Drop => return,
                             Mode::Hang => std::future::pending::<()>().await,
+                            Mode::Truncate => {
+                                let head =
+                                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 64\r\n\r\n";
+                                let _ = conn.write_all(head.as_bytes()).await;
+                                return;
+                            }
                             Mode::Answer => {
                                 let body = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#;
                                 let head = format!(
@@ -330,10 +317,11 @@ async fn read_request(conn: &mut tokio::net::TcpStream) -> bool {
     }
 }
 
-/// (fault → answer) for tool servers that cannot be reached at all.
+/// (fault → answer) for tool servers that cannot be reached, or hang up.
 #[tokio::test]
 async fn unreachable_upstreams_get_a_clean_error_with_the_request_id() {
     let dropping = RawUpstream::start(Mode::Drop).await;
+    let truncating = RawUpstream::start(Mode::Truncate).await;
     let dead = dead_addr().await;
     // (fault, upstream URL, status, upstream_errors_total kind)
     let cases = [
@@ -343,6 +331,7 @@ async fn unreachable_upstreams_get_a_clean_error_with_the_request_id() {
         // either way, never the resolver's own retries.
         ("DNS failure", "http://tool-server.mcp-pep-test.invalid:8080/mcp".to_owned(), 502, "connect"),
         ("connection closed before the answer", dropping.url.clone(), 502, "request"),
+        ("connection closed after the headers", truncating.url.clone(), 502, "body_broken"),
     ];
     for (name, url, status, kind) in cases {
         let proxy = TestProxy::builder(url)
@@ -362,7 +351,7 @@ async fn unreachable_upstreams_get_a_clean_error_with_the_request_id() {
         assert_nothing_leaks(&proxy, name).await;
         proxy.stop().await;
     }
-    assert_eq!(dropping.accepted(), 1);
+    assert_eq!((dropping.accepted(), truncating.accepted()), (1, 1));
 }
 
 /// Every server, stream, connection and task a run of faults starts is gone after it.

@@ -75,7 +75,7 @@ impl http_body::Body for Deadline {
 
 /// `first` (already read), then the rest of `rest`.
 struct Prepended {
-    first: Option<Result<Frame<Bytes>, BodyError>>,
+    first: Option<Frame<Bytes>>,
     rest: Deadline,
 }
 
@@ -85,7 +85,7 @@ impl http_body::Body for Prepended {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.first.take() {
-            Some(first) => Poll::Ready(Some(first)),
+            Some(first) => Poll::Ready(Some(Ok(first))),
             None => Pin::new(&mut self.rest).poll_frame(cx),
         }
     }
@@ -95,19 +95,28 @@ impl http_body::Body for Prepended {
     }
 }
 
+/// Why a non-SSE answer failed before its first byte went out.
+#[derive(Debug, thiserror::Error)]
+pub enum FirstFrameError {
+    #[error(transparent)]
+    Timeout(#[from] BodyTimeout),
+    #[error("the tool server's answer broke after its headers")]
+    Broken(#[source] BodyError),
+}
+
 /// Waits for the first frame of a non-SSE answer before its headers go out, so the
-/// common stall (headers, then nothing) is answered 504 with a JSON-RPC error; a stall
-/// later in the body cuts it.
-pub async fn first_frame(body: Body, limit: Duration, metrics: &Metrics) -> Result<Body, BodyTimeout> {
+/// common failures (headers, then nothing; headers, then a reset) are answered with a
+/// status and a JSON-RPC error; a stall later in the body cuts it.
+pub async fn first_frame(body: Body, limit: Duration, metrics: &Metrics) -> Result<Body, FirstFrameError> {
     if http_body::Body::is_end_stream(&body) {
         return Ok(body);
     }
     let mut rest = Deadline::new(body, limit, metrics);
     match rest.frame().await {
         None => Ok(crate::body::empty()),
-        Some(Err(e)) if e.0.is::<BodyTimeout>() => Err(BodyTimeout(limit)),
-        // Any other error reaches the client as it would have.
-        first => Ok(boxed(Prepended { first, rest })),
+        Some(Err(e)) if e.0.is::<BodyTimeout>() => Err(BodyTimeout(limit).into()),
+        Some(Err(e)) => Err(FirstFrameError::Broken(e)),
+        Some(Ok(first)) => Ok(boxed(Prepended { first: Some(first), rest })),
     }
 }
 

@@ -57,7 +57,9 @@ pub enum UpstreamError {
     #[error("upstream request failed")]
     Request(#[source] hyper_util::client::legacy::Error),
     #[error("the upstream's answer stalled after its headers")]
-    BodyTimeout(#[from] response::BodyTimeout),
+    BodyTimeout(response::BodyTimeout),
+    #[error("the upstream's answer broke after its headers")]
+    BodyBroken(#[source] crate::body::BodyError),
     #[error("the upstream failed with HTTP {}", .0.as_u16())]
     ServerError(StatusCode),
     #[error("upstream URL could not be built")]
@@ -73,6 +75,7 @@ impl UpstreamError {
             UpstreamError::Connect(_) => "connect",
             UpstreamError::Request(_) => "request",
             UpstreamError::BodyTimeout(_) => "body_timeout",
+            UpstreamError::BodyBroken(_) => "body_broken",
             UpstreamError::ServerError(_) => "server_error",
             UpstreamError::Uri(_) => "uri",
             UpstreamError::Credentials(_) => "credentials",
@@ -83,7 +86,10 @@ impl UpstreamError {
     /// transport failed, or it answered (even badly), or it is not the server's doing.
     fn outcome(&self) -> Outcome {
         match self {
-            UpstreamError::Timeout(_) | UpstreamError::Connect(_) | UpstreamError::Request(_) => Outcome::Failed,
+            UpstreamError::Timeout(_)
+            | UpstreamError::Connect(_)
+            | UpstreamError::Request(_)
+            | UpstreamError::BodyBroken(_) => Outcome::Failed,
             UpstreamError::BodyTimeout(_) | UpstreamError::ServerError(_) => Outcome::Answered,
             UpstreamError::Uri(_) | UpstreamError::Credentials(_) => Outcome::Neutral,
         }
@@ -230,7 +236,11 @@ impl Upstream {
                 .await
                 .map_err(UpstreamError::ServerError);
         }
-        let body = response::first_frame(body, self.timeouts.response_body, &self.metrics).await?;
+        let body =
+            response::first_frame(body, self.timeouts.response_body, &self.metrics).await.map_err(|e| match e {
+                response::FirstFrameError::Timeout(t) => UpstreamError::BodyTimeout(t),
+                response::FirstFrameError::Broken(b) => UpstreamError::BodyBroken(b),
+            })?;
         Ok(Response::from_parts(parts, body))
     }
 }
