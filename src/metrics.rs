@@ -117,7 +117,7 @@ impl Metrics {
             )?,
             upstream_errors: counter(
                 "upstream_errors_total",
-                "Upstream failures by kind (connect, timeout, request, body_timeout, body_broken, stream_idle, server_error, credentials, uri).",
+                "Upstream failures by kind (connect, timeout, request, body_timeout, body_broken, stream_idle, server_error, credentials, uri, circuit_open).",
                 &["kind"],
             )?,
             active_streams: IntGauge::new("active_streams", "SSE responses currently streaming to clients.")?,

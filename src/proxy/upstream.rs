@@ -343,6 +343,9 @@ impl Service<Request<Body>> for Upstream {
             let permit = match breaker.admit() {
                 Ok(permit) => permit,
                 Err(refused) => {
+                    // Counted with the failures: an outage keeps showing (and alerting)
+                    // while the breaker spares the tool server.
+                    this.metrics.upstream_errors.with_label_values(&["circuit_open"]).inc();
                     let retry_after = ceil_secs(refused.retry_after);
                     let why = if refused.probing { "probing whether it is back" } else { "it failed repeatedly" };
                     let mut rejection = Rejection::new(
