@@ -1,7 +1,8 @@
 //! The admin listener: `/metrics`, `/healthz` (process up), `/readyz` (policy loaded;
 //! when credentials are checked, the issuers' signing keys fetched; with a SPIFFE
 //! source, the first SVID material installed and the sidecar's SVID not expired; with a
-//! shared state backend, its last operation or health check answered).
+//! shared state backend, its last operation or health check answered; the upstream's
+//! circuit breaker not open).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub struct Admin {
     pub outbound: Option<Arc<crate::outbound::OutboundCredentials>>,
     /// Replay checks and sessions need their backend (Redis) answering.
     pub state: Arc<SharedState>,
+    /// Not ready while the upstream's circuit is open (its back-off running).
+    pub breaker: Arc<crate::proxy::breaker::Breaker>,
 }
 
 impl Admin {
@@ -59,6 +62,13 @@ impl Admin {
             }
             "/readyz" if !self.state.is_up() => {
                 text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready: the state backend (redis) does not answer\n")
+            }
+            "/readyz" if self.breaker.open_reason().is_some() => {
+                let reason = self.breaker.open_reason().unwrap_or_else(|| "upstream circuit open".into());
+                let mut resp = Response::new(full(format!("not ready: {reason}\n")));
+                *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+                resp
             }
             "/readyz" => match self.policies.current() {
                 // Which policy decides, for the operator comparing pods after a rollout.

@@ -17,6 +17,7 @@ use crate::listener::ListenerOptions;
 use crate::mcp::InspectLimits;
 use crate::policy::PolicyOptions;
 use crate::proxy::StackConfig;
+use crate::proxy::breaker::BreakerOptions;
 use crate::proxy::upstream::UpstreamTimeouts;
 use crate::state::config::{StateConfig, StateSettings};
 
@@ -78,8 +79,17 @@ pub struct UpstreamConfig {
     pub identity_header: Option<String>,
     pub connect_timeout_ms: u64,
     pub response_header_timeout_ms: u64,
+    /// From an answer's headers to its last byte (answers that are not SSE).
+    pub response_body_timeout_ms: u64,
+    /// The longest silence inside an SSE stream before it is ended; 0: never.
+    pub stream_idle_timeout_ms: u64,
     pub pool_idle_timeout_ms: u64,
     pub pool_max_idle_per_host: usize,
+    /// Transport failures in a row that open the circuit breaker; 0: off.
+    pub breaker_failures: u32,
+    /// How long an open breaker refuses at first; doubled after each failed probe.
+    pub breaker_backoff_ms: u64,
+    pub breaker_max_backoff_ms: u64,
     /// Obtain the agent's token and sign its DPoP proofs (egress); off when unset.
     pub credentials: Option<OutboundConfig>,
 }
@@ -245,8 +255,13 @@ impl Default for UpstreamConfig {
             identity_header: None,
             connect_timeout_ms: 5_000,
             response_header_timeout_ms: 60_000,
+            response_body_timeout_ms: UpstreamTimeouts::default().response_body.as_millis() as u64,
+            stream_idle_timeout_ms: 0,
             pool_idle_timeout_ms: 90_000,
             pool_max_idle_per_host: 256,
+            breaker_failures: BreakerOptions::default().failures,
+            breaker_backoff_ms: BreakerOptions::default().backoff.as_millis() as u64,
+            breaker_max_backoff_ms: BreakerOptions::default().max_backoff.as_millis() as u64,
             credentials: None,
         }
     }
@@ -488,6 +503,27 @@ impl Config {
         })
     }
 
+    /// `upstream.breaker_*`, checked: a back-off between a millisecond and an hour.
+    fn breaker_options(&self) -> Result<BreakerOptions, (&'static str, String)> {
+        let u = &self.upstream;
+        if u.breaker_failures > 0 {
+            if !(1..=3_600_000).contains(&u.breaker_backoff_ms) {
+                return Err(("upstream.breaker_backoff_ms", "must be between 1 and 3600000".into()));
+            }
+            if !(u.breaker_backoff_ms..=3_600_000).contains(&u.breaker_max_backoff_ms) {
+                return Err((
+                    "upstream.breaker_max_backoff_ms",
+                    format!("must be between upstream.breaker_backoff_ms ({}) and 3600000", u.breaker_backoff_ms),
+                ));
+            }
+        }
+        Ok(BreakerOptions {
+            failures: u.breaker_failures,
+            backoff: Duration::from_millis(u.breaker_backoff_ms),
+            max_backoff: Duration::from_millis(u.breaker_max_backoff_ms),
+        })
+    }
+
     /// The `Host` allowlist: as configured, or the loopback names plus `auth.public_url`'s
     /// host. A listener on a wildcard address with no public URL has no names to derive
     /// (a Service, a pod IP): `None`, not checked, and said so at start.
@@ -696,9 +732,20 @@ impl Config {
             return Err(invalid("limits.rate_per_caller", "must be a number of requests per second, 0 for off".into()));
         }
         let ms = Duration::from_millis;
+        let breaker = self.breaker_options().map_err(|(key, problem)| invalid(key, problem))?;
+        const DAY_MS: u64 = 86_400_000;
+        for (key, value) in [
+            ("upstream.response_body_timeout_ms", self.upstream.response_body_timeout_ms),
+            ("upstream.stream_idle_timeout_ms", self.upstream.stream_idle_timeout_ms),
+        ] {
+            if value > DAY_MS {
+                return Err(invalid(key, format!("{value} must be at most {DAY_MS} (a day)")));
+            }
+        }
         for (key, value) in [
             ("upstream.connect_timeout_ms", self.upstream.connect_timeout_ms),
             ("upstream.response_header_timeout_ms", self.upstream.response_header_timeout_ms),
+            ("upstream.response_body_timeout_ms", self.upstream.response_body_timeout_ms),
             ("limits.header_read_timeout_ms", self.limits.header_read_timeout_ms),
             ("limits.body_read_timeout_ms", self.limits.body_read_timeout_ms),
             ("limits.max_header_bytes", self.limits.max_header_bytes as u64),
@@ -727,6 +774,7 @@ impl Config {
                 max_headers: self.limits.max_headers,
                 h2_max_concurrent_streams: self.limits.h2_max_concurrent_streams,
                 connection_errors: Default::default(),
+                open_connections: Default::default(),
             },
             stack: StackConfig {
                 mcp_path: self.mcp_path.clone(),
@@ -757,8 +805,12 @@ impl Config {
                 upstream_timeouts: UpstreamTimeouts {
                     connect: ms(self.upstream.connect_timeout_ms),
                     response_header: ms(self.upstream.response_header_timeout_ms),
+                    response_body: ms(self.upstream.response_body_timeout_ms),
+                    stream_idle: (self.upstream.stream_idle_timeout_ms > 0)
+                        .then(|| ms(self.upstream.stream_idle_timeout_ms)),
                     pool_idle: ms(self.upstream.pool_idle_timeout_ms),
                 },
+                breaker,
                 pool_max_idle_per_host: self.upstream.pool_max_idle_per_host,
                 upstream_tls,
                 upstream_identity_header,

@@ -60,6 +60,38 @@ pub struct ListenerOptions {
     pub h2_max_concurrent_streams: u32,
     /// Counts connections hyper ended with an error, by [`connection_error_reason`].
     pub connection_errors: ConnectionErrors,
+    /// `mcp_pep_open_connections`, when the listener has metrics.
+    pub open_connections: OpenConnections,
+}
+
+/// A gauge of the connections open now; each connection's task holds one count until it
+/// ends, however it ends (a leak shows as a gauge that does not return to zero).
+#[derive(Clone, Default)]
+pub struct OpenConnections(pub Option<prometheus::IntGauge>);
+
+impl std::fmt::Debug for OpenConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "OpenConnections(counted)" } else { "OpenConnections(off)" })
+    }
+}
+
+struct Counted(Option<prometheus::IntGauge>);
+
+impl Counted {
+    fn new(gauge: &OpenConnections) -> Self {
+        if let Some(g) = &gauge.0 {
+            g.inc();
+        }
+        Counted(gauge.0.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(g) = &self.0 {
+            g.dec();
+        }
+    }
 }
 
 /// `mcp_pep_connection_errors_total`, when the listener has metrics.
@@ -99,6 +131,7 @@ impl Default for ListenerOptions {
             max_headers: 100,
             h2_max_concurrent_streams: 100,
             connection_errors: ConnectionErrors::default(),
+            open_connections: OpenConnections::default(),
         }
     }
 }
@@ -157,7 +190,9 @@ pub async fn serve<S>(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let errors = options.connection_errors.clone();
+        let counted = Counted::new(&options.open_connections);
         connections.spawn(async move {
+            let _counted = counted;
             match tls {
                 None => {
                     let info = ConnInfo { remote, peer_svid: None };

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub upstream_duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
     pub active_streams: IntGauge,
+    pub upstream_circuit_state: IntGauge,
+    pub upstream_circuit_transitions: IntCounterVec,
     pub policy_reloads: IntCounterVec,
     pub list_items: IntCounterVec,
     pub authn_duration: prometheus::Histogram,
@@ -64,6 +66,7 @@ pub struct Metrics {
     pub outbound_token_duration: prometheus::Histogram,
     pub outbound_token_expiry: IntGauge,
     pub connection_errors: IntCounterVec,
+    pub open_connections: IntGauge,
     pub policy_revision: prometheus::IntGaugeVec,
     pub decision_log_dropped: prometheus::IntCounter,
     pub state_duration: HistogramVec,
@@ -112,8 +115,21 @@ impl Metrics {
                 "Time until the upstream answered with response headers, by status class.",
                 &["status"],
             )?,
-            upstream_errors: counter("upstream_errors_total", "Upstream failures by kind.", &["kind"])?,
+            upstream_errors: counter(
+                "upstream_errors_total",
+                "Upstream failures by kind (connect, timeout, request, body_timeout, body_broken, stream_idle, server_error, credentials, uri, circuit_open).",
+                &["kind"],
+            )?,
             active_streams: IntGauge::new("active_streams", "SSE responses currently streaming to clients.")?,
+            upstream_circuit_state: IntGauge::new(
+                "upstream_circuit_state",
+                "The upstream circuit breaker after its last transition: 0 closed, 1 open (refusing), 2 half-open (one probe).",
+            )?,
+            upstream_circuit_transitions: counter(
+                "upstream_circuit_transitions_total",
+                "Upstream circuit breaker transitions, by the state entered (open, half_open, closed).",
+                &["to"],
+            )?,
             policy_reloads: counter(
                 "policy_reloads_total",
                 "Policy set (re)loads by result (ok, error).",
@@ -176,6 +192,10 @@ impl Metrics {
                 "MCP listener connections ended with an error, by reason (header_timeout, headers_too_large, malformed, incomplete, io, other).",
                 &["reason"],
             )?,
+            open_connections: IntGauge::new(
+                "open_connections",
+                "Connections open on the MCP listener now (TLS handshakes included).",
+            )?,
             policy_revision: prometheus::IntGaugeVec::new(
                 Opts::new("policy_revision_info", "The loaded policy set's content hash (1 for the current revision)."),
                 &["revision"],
@@ -211,6 +231,8 @@ impl Metrics {
         m.registry.register(Box::new(m.upstream_duration.clone()))?;
         m.registry.register(Box::new(m.upstream_errors.clone()))?;
         m.registry.register(Box::new(m.active_streams.clone()))?;
+        m.registry.register(Box::new(m.upstream_circuit_state.clone()))?;
+        m.registry.register(Box::new(m.upstream_circuit_transitions.clone()))?;
         m.registry.register(Box::new(m.policy_reloads.clone()))?;
         m.registry.register(Box::new(m.list_items.clone()))?;
         m.registry.register(Box::new(m.authn_duration.clone()))?;
@@ -224,6 +246,7 @@ impl Metrics {
         m.registry.register(Box::new(m.outbound_token_duration.clone()))?;
         m.registry.register(Box::new(m.outbound_token_expiry.clone()))?;
         m.registry.register(Box::new(m.connection_errors.clone()))?;
+        m.registry.register(Box::new(m.open_connections.clone()))?;
         m.registry.register(Box::new(m.policy_revision.clone()))?;
         m.registry.register(Box::new(m.decision_log_dropped.clone()))?;
         m.registry.register(Box::new(m.state_duration.clone()))?;

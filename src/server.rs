@@ -113,7 +113,15 @@ impl Server {
             sessions.max_sessions,
             metrics.clone(),
         )?);
-        let service = build_stack(&settings.stack, policies.clone(), metrics.clone(), outbound.clone(), state.clone());
+        let breaker = Arc::new(crate::proxy::breaker::Breaker::new(settings.stack.breaker, metrics.clone()));
+        let service = build_stack(
+            &settings.stack,
+            policies.clone(),
+            metrics.clone(),
+            outbound.clone(),
+            state.clone(),
+            breaker.clone(),
+        );
         let identity = &settings.identity;
         let tls = if identity.mtls {
             let config = crate::identity::tls::server_config(identity.store.clone(), identity.trust_domains.clone())?;
@@ -130,6 +138,7 @@ impl Server {
         }
         let options = crate::listener::ListenerOptions {
             connection_errors: crate::listener::ConnectionErrors(Some(metrics.connection_errors.clone())),
+            open_connections: crate::listener::OpenConnections(Some(metrics.open_connections.clone())),
             ..settings.listener.clone()
         };
         Ok(Server {
@@ -143,6 +152,7 @@ impl Server {
                 svid: identity.source.as_ref().map(|_| identity.store.clone()),
                 outbound,
                 state,
+                breaker,
             },
             options,
             tls,

@@ -11,7 +11,7 @@ use mcp_pep::demo::{DemoServer, ResponseMode};
 use mcp_pep::listener::TlsAccept;
 use rustls::pki_types::CertificateDer;
 use support::tls::{LOCALHOST, Pki, SIDECAR, TD};
-use support::{TestProxy, TestUpstream, metric};
+use support::{TestProxy, TestUpstream, assert_nothing_leaks, metric};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -98,6 +98,7 @@ async fn a_tool_server_with_another_spiffe_id_is_refused() {
     assert_eq!(reply.status, 502, "{}", reply.text());
     assert_eq!(reply.json()["error"]["code"], -32002);
     assert!(metric(&proxy.metrics().await, "mcp_pep_upstream_errors_total", &[("kind", "connect")]).is_some());
+    assert_nothing_leaks(&proxy, "another SPIFFE ID").await;
     proxy.stop().await;
 }
 
@@ -111,6 +112,7 @@ async fn a_tool_server_outside_the_bundle_is_refused() {
     let reply = proxy.post(INITIALIZE, &[]).await;
     assert_eq!(reply.status, 502, "{}", reply.text());
     assert!(server.clients.lock().unwrap().is_empty(), "no request reached the rogue server");
+    assert_nothing_leaks(&proxy, "outside the bundle").await;
     proxy.stop().await;
 }
 

@@ -39,6 +39,8 @@ pub struct StackConfig {
     pub policy: PolicyOptions,
     pub upstream_url: Uri,
     pub upstream_timeouts: UpstreamTimeouts,
+    /// When to stop calling a tool server that keeps failing.
+    pub breaker: super::breaker::BreakerOptions,
     pub pool_max_idle_per_host: usize,
     /// Session binding; `None`: off.
     pub sessions: Option<SessionOptions>,
@@ -64,6 +66,7 @@ pub fn build_stack(
     metrics: Arc<Metrics>,
     outbound: Option<Arc<crate::outbound::OutboundCredentials>>,
     state: Arc<SharedState>,
+    breaker: Arc<super::breaker::Breaker>,
 ) -> ProxyService {
     let upstream = Upstream::new(
         config.upstream_url.clone(),
@@ -71,6 +74,8 @@ pub fn build_stack(
         config.pool_max_idle_per_host,
         metrics.clone(),
         config.upstream_tls.clone(),
+        breaker,
+        config.answers.max_answer_bytes,
     )
     .with_identity_header(config.upstream_identity_header.clone())
     .with_outbound(outbound);

@@ -1,7 +1,6 @@
 //! The terminal service: forwards the authorised request to the tool server over a
 //! pooled client and streams its answer back, SSE frame by frame.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -9,16 +8,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
-use http_body::Frame;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::{GaiAddrs, GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
 use tower::Service;
 
+use super::breaker::{Breaker, Outcome, ceil_secs};
 use super::headers;
-use crate::body::{Body, BodyError, boxed};
-use crate::context::{Era, JsonRpcId, McpRequest, PeerIdentity};
+use super::response::{self, StreamGuard};
+use crate::body::{Body, boxed};
+use crate::context::{Era, McpRequest, PeerIdentity};
 use crate::error::{Rejection, Stage, code};
 use crate::metrics::Metrics;
 use crate::outbound::OutboundCredentials;
@@ -28,6 +29,10 @@ pub struct UpstreamTimeouts {
     pub connect: Duration,
     /// Until response headers arrive; a stream may then run as long as it likes.
     pub response_header: Duration,
+    /// From the headers to the last byte of an answer that is not SSE.
+    pub response_body: Duration,
+    /// The longest silence inside an SSE stream; `None`: streams may idle for ever.
+    pub stream_idle: Option<Duration>,
     pub pool_idle: Duration,
 }
 
@@ -36,6 +41,8 @@ impl Default for UpstreamTimeouts {
         UpstreamTimeouts {
             connect: Duration::from_secs(5),
             response_header: Duration::from_secs(60),
+            response_body: Duration::from_secs(60),
+            stream_idle: None,
             pool_idle: Duration::from_secs(90),
         }
     }
@@ -49,6 +56,12 @@ pub enum UpstreamError {
     Connect(#[source] hyper_util::client::legacy::Error),
     #[error("upstream request failed")]
     Request(#[source] hyper_util::client::legacy::Error),
+    #[error("the upstream's answer stalled after its headers")]
+    BodyTimeout(response::BodyTimeout),
+    #[error("the upstream's answer broke after its headers")]
+    BodyBroken(#[source] crate::body::BodyError),
+    #[error("the upstream failed with HTTP {}", .0.as_u16())]
+    ServerError(StatusCode),
     #[error("upstream URL could not be built")]
     Uri(#[from] http::Error),
     #[error("no credential for the upstream: {0}")]
@@ -61,17 +74,37 @@ impl UpstreamError {
             UpstreamError::Timeout(_) => "timeout",
             UpstreamError::Connect(_) => "connect",
             UpstreamError::Request(_) => "request",
+            UpstreamError::BodyTimeout(_) => "body_timeout",
+            UpstreamError::BodyBroken(_) => "body_broken",
+            UpstreamError::ServerError(_) => "server_error",
             UpstreamError::Uri(_) => "uri",
             UpstreamError::Credentials(_) => "credentials",
+        }
+    }
+
+    /// What the failure says about the tool server, for the circuit breaker: the
+    /// transport failed, or it answered (even badly), or it is not the server's doing.
+    fn outcome(&self) -> Outcome {
+        match self {
+            UpstreamError::Timeout(_)
+            | UpstreamError::Connect(_)
+            | UpstreamError::Request(_)
+            | UpstreamError::BodyBroken(_) => Outcome::Failed,
+            UpstreamError::BodyTimeout(_) | UpstreamError::ServerError(_) => Outcome::Answered,
+            UpstreamError::Uri(_) | UpstreamError::Credentials(_) => Outcome::Neutral,
         }
     }
 }
 
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    client: Client<HttpsConnector<HttpConnector<BoundedResolver>>, Body>,
     url: Arc<Uri>,
-    response_header_timeout: Duration,
+    timeouts: UpstreamTimeouts,
+    /// Refuses at once while the tool server is known to be down.
+    breaker: Arc<Breaker>,
+    /// The largest 5xx body read to see whether it is a JSON-RPC error.
+    max_error_bytes: usize,
     metrics: Arc<Metrics>,
     /// Where to tell the tool server the caller's SPIFFE ID, if anywhere.
     identity_header: Option<HeaderName>,
@@ -88,8 +121,11 @@ impl Upstream {
         pool_max_idle_per_host: usize,
         metrics: Arc<Metrics>,
         tls: Option<rustls::ClientConfig>,
+        breaker: Arc<Breaker>,
+        max_error_bytes: usize,
     ) -> Self {
-        let mut http = HttpConnector::new();
+        let resolver = BoundedResolver { inner: GaiResolver::new(), limit: timeouts.connect };
+        let mut http = HttpConnector::new_with_resolver(resolver);
         http.set_connect_timeout(Some(timeouts.connect));
         http.set_nodelay(true);
         http.enforce_http(false);
@@ -112,7 +148,9 @@ impl Upstream {
         Upstream {
             client,
             url: Arc::new(url),
-            response_header_timeout: timeouts.response_header,
+            timeouts,
+            breaker,
+            max_error_bytes,
             metrics,
             identity_header: None,
             outbound: None,
@@ -187,15 +225,31 @@ impl Upstream {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
-        let body = if is_sse { boxed(StreamGuard::new(boxed(body), &self.metrics, pending)) } else { boxed(body) };
+        let body = boxed(body);
+        if is_sse && !parts.status.is_server_error() {
+            let body = StreamGuard::new(body, &self.metrics, pending, self.timeouts.stream_idle);
+            return Ok(Response::from_parts(parts, boxed(body)));
+        }
+        if parts.status.is_server_error() {
+            let limit = self.timeouts.response_body;
+            return response::server_error(parts, body, self.max_error_bytes, limit, &self.metrics)
+                .await
+                .map_err(UpstreamError::ServerError);
+        }
+        let body =
+            response::first_frame(body, self.timeouts.response_body, &self.metrics).await.map_err(|e| match e {
+                response::FirstFrameError::Timeout(t) => UpstreamError::BodyTimeout(t),
+                response::FirstFrameError::Broken(b) => UpstreamError::BodyBroken(b),
+            })?;
         Ok(Response::from_parts(parts, body))
     }
 }
 
 impl Upstream {
     async fn send(&self, req: Request<Body>) -> Result<Response<hyper::body::Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.response_header_timeout, self.client.request(req)).await {
-            Err(_) => Err(UpstreamError::Timeout(self.response_header_timeout)),
+        let limit = self.timeouts.response_header;
+        match tokio::time::timeout(limit, self.client.request(req)).await {
+            Err(_) => Err(UpstreamError::Timeout(limit)),
             Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(e)),
             Ok(Err(e)) => Err(UpstreamError::Request(e)),
             Ok(Ok(resp)) => Ok(resp),
@@ -280,104 +334,86 @@ impl Service<Request<Body>> for Upstream {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let id = req.extensions().get::<McpRequest>().and_then(|m| m.messages.first()?.id.clone());
+        let mcp = req.extensions().get::<McpRequest>();
+        let id = mcp.and_then(|m| m.messages.first()?.id.clone());
+        let era = mcp.map_or(Era::Legacy, |m| m.era);
         let this = self.clone();
         Box::pin(async move {
+            let breaker = this.breaker.clone();
+            let permit = match breaker.admit() {
+                Ok(permit) => permit,
+                Err(refused) => {
+                    // Counted with the failures: an outage keeps showing (and alerting)
+                    // while the breaker spares the tool server.
+                    this.metrics.upstream_errors.with_label_values(&["circuit_open"]).inc();
+                    let retry_after = ceil_secs(refused.retry_after);
+                    let why = if refused.probing { "probing whether it is back" } else { "it failed repeatedly" };
+                    let mut rejection = Rejection::new(
+                        Stage::Upstream,
+                        "circuit_open",
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        code::UPSTREAM_UNAVAILABLE,
+                        format!("the tool server is not being called for now: {why}; retry in {retry_after}s"),
+                    )
+                    .with_id(id)
+                    .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                    rejection.era = era;
+                    return Err(rejection);
+                }
+            };
             let metrics = this.metrics.clone();
-            this.forward(req).await.map_err(|e| {
-                metrics.upstream_errors.with_label_values(&[e.reason()]).inc();
+            let result = this.forward(req).await;
+            breaker.record(permit, result.as_ref().err().map_or(Outcome::Answered, UpstreamError::outcome));
+            result.map_err(|e| {
+                // A stalled body is counted by its deadline.
+                if !matches!(e, UpstreamError::BodyTimeout(_)) {
+                    metrics.upstream_errors.with_label_values(&[e.reason()]).inc();
+                }
                 tracing::warn!(error = %e, cause = ?std::error::Error::source(&e), "upstream failed");
                 let (status, code) = match e {
-                    UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, code::UPSTREAM_TIMEOUT),
+                    UpstreamError::Timeout(_) | UpstreamError::BodyTimeout(_) => {
+                        (StatusCode::GATEWAY_TIMEOUT, code::UPSTREAM_TIMEOUT)
+                    }
                     // The agent's credential, not the tool server, is missing: try again later.
                     UpstreamError::Credentials(_) => (StatusCode::SERVICE_UNAVAILABLE, code::UPSTREAM_UNAVAILABLE),
+                    // The server's status, without what it said (see `response::server_error`).
+                    UpstreamError::ServerError(status) => (status, code::UPSTREAM_UNAVAILABLE),
                     _ => (StatusCode::BAD_GATEWAY, code::UPSTREAM_UNAVAILABLE),
                 };
-                Rejection::new(Stage::Upstream, e.reason(), status, code, e.to_string()).with_id(id)
+                let mut rejection =
+                    Rejection::new(Stage::Upstream, e.reason(), status, code, e.to_string()).with_id(id);
+                rejection.era = era;
+                rejection
             })
         })
     }
 }
 
-/// Counts an SSE response as an active stream for as long as its body lives. When the
-/// tool server's stream breaks before the request's answer went by, the client gets a
-/// JSON-RPC error event for it and a clean end instead of a torn stream it may wait on.
-struct StreamGuard {
-    inner: Body,
-    gauge: prometheus::IntGauge,
-    /// The request waiting on this stream and its era (for the error code).
-    pending: Option<(JsonRpcId, Era)>,
-    /// A data frame looked like an answer (`"result"` / `"error"`): no error is added,
-    /// since a second answer to one id would confuse the client more than a torn stream.
-    maybe_answered: bool,
-    ended: bool,
+/// The system resolver bounded by the connect timeout: a resolver that does not answer
+/// (no network, dropped queries) is a connect failure like a refused port, not a wait
+/// through the resolver's own retries with no bound of ours.
+#[derive(Clone)]
+struct BoundedResolver {
+    inner: GaiResolver,
+    limit: Duration,
 }
 
-impl StreamGuard {
-    fn new(inner: Body, metrics: &Metrics, pending: Option<(JsonRpcId, Era)>) -> Self {
-        metrics.active_streams.inc();
-        StreamGuard { inner, gauge: metrics.active_streams.clone(), pending, maybe_answered: false, ended: false }
+impl Service<Name> for BoundedResolver {
+    type Response = GaiAddrs;
+    type Error = std::io::Error;
+    type Future = BoxFuture<'static, Result<GaiAddrs, std::io::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        self.inner.poll_ready(cx)
     }
 
-    fn error_event(&self, id: &JsonRpcId, era: Era) -> Bytes {
-        let mut rejection = Rejection::new(
-            Stage::Upstream,
-            "stream_broken",
-            StatusCode::BAD_GATEWAY,
-            code::UPSTREAM_UNAVAILABLE,
-            "the tool server's stream ended before its answer",
-        );
-        rejection.era = era;
-        let body = rejection.error_body(Some(id), &rejection.message, false);
-        Bytes::from(format!("event: message\ndata: {body}\n\n"))
-    }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.gauge.dec();
-    }
-}
-
-impl http_body::Body for StreamGuard {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if !self.maybe_answered
-                    && let Some(data) = frame.data_ref()
-                {
-                    self.maybe_answered = contains(data, b"\"result\"") || contains(data, b"\"error\"");
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => match self.pending.clone() {
-                Some((id, era)) if !self.maybe_answered => {
-                    tracing::warn!(error = %e, "the tool server's stream broke before its answer");
-                    self.ended = true;
-                    Poll::Ready(Some(Ok(Frame::data(self.error_event(&id, era)))))
-                }
-                _ => Poll::Ready(Some(Err(e))),
-            },
-            other => other,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.ended || self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+    fn call(&mut self, name: Name) -> Self::Future {
+        let (lookup, limit) = (self.inner.call(name), self.limit);
+        Box::pin(async move {
+            tokio::time::timeout(limit, lookup)
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "name resolution timed out")))
+        })
     }
 }
 

@@ -533,6 +533,27 @@ fn parse_labels(text: &str) -> Vec<(String, String)> {
     pairs
 }
 
+/// Waits until `check` holds on the proxy's metrics text (a leak fails here).
+pub async fn wait_metrics(proxy: &TestProxy, what: &str, check: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let text = proxy.metrics().await;
+        if check(&text) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {STEP:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// No stream counted, no client connection open: what every fault must leave behind.
+pub async fn assert_nothing_leaks(proxy: &TestProxy, case: &str) {
+    wait_metrics(proxy, &format!("{case}: streams and connections back to zero"), |m| {
+        metric(m, "mcp_pep_active_streams", &[]) == Some(0.0) && metric(m, "mcp_pep_open_connections", &[]) == Some(0.0)
+    })
+    .await;
+}
+
 /// The `mcp_pep_rejections_total` count for one stage and reason (0 when absent).
 pub fn rejections(text: &str, stage: &str, reason: &str) -> f64 {
     metric(text, "mcp_pep_rejections_total", &[("stage", stage), ("reason", reason)]).unwrap_or(0.0)
