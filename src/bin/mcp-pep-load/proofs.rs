@@ -82,17 +82,21 @@ impl<S: Sign> ProofPool<S> {
         }
     }
 
-    /// Signs until the pool holds `target` proofs.
+    /// Signs until the pool holds `target` proofs, at most `target` of them: when signing
+    /// them all takes longer than `max_age`, the first expire meanwhile and the pool is
+    /// left short (takers then sign inline, which the stats show).
     pub fn fill(&self) -> anyhow::Result<()> {
+        let mut budget = self.target;
         loop {
             let missing = {
                 let mut queue = self.queue.lock().map_err(|_| anyhow::anyhow!("proof pool poisoned"))?;
                 self.drop_expired(&mut queue, Instant::now());
-                self.target.saturating_sub(queue.len())
+                self.target.saturating_sub(queue.len()).min(budget)
             };
             if missing == 0 {
                 return Ok(());
             }
+            budget -= missing.min(256);
             // Sign outside the lock, in batches, so takers are not held up.
             let batch: Vec<(Instant, String)> = (0..missing.min(256))
                 .map(|_| self.signer.sign().map(|p| (Instant::now(), p)))
@@ -220,6 +224,22 @@ mod tests {
         assert!(pool.refill_once(Duration::ZERO).expect("check"), "1 left: refilled");
         assert_eq!(pool.len(), 8);
         assert_eq!(pool.stats().signed_during_run, 7);
+    }
+
+    #[test]
+    fn a_fill_slower_than_the_proof_window_ends() {
+        // Every proof is stale by the time the next is signed: the fill still stops after
+        // `target` signatures instead of chasing its own expiry.
+        struct Slow(AtomicU64);
+        impl Sign for Slow {
+            fn sign(&self) -> anyhow::Result<String> {
+                std::thread::sleep(Duration::from_millis(2));
+                Ok(format!("p{}", self.0.fetch_add(1, Ordering::Relaxed)))
+            }
+        }
+        let pool = ProofPool::new(Slow(AtomicU64::new(0)), 300, Duration::from_millis(1));
+        pool.fill().expect("fill");
+        assert_eq!(pool.stats().signed_ahead, 300);
     }
 
     #[test]
