@@ -109,10 +109,10 @@ impl Shape {
 
 /// A header value as 2026-07-28 sends it: plain when it is printable ASCII, else base64.
 fn header_value(value: &str) -> HeaderValue {
-    if value.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            return v;
-        }
+    if value.bytes().all(|b| (0x21..0x7f).contains(&b))
+        && let Ok(v) = HeaderValue::from_str(value)
+    {
+        return v;
     }
     HeaderValue::from_str(&format!("=?base64?{}?=", BASE64.encode(value.as_bytes())))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -379,7 +379,9 @@ mod tests {
         use http::StatusCode as S;
         let ok = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":false}}"#.as_slice();
         let sse = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n".as_slice();
-        let cases: [(S, bool, &[u8], Result<u64, &str>); 8] = [
+        /// (status, SSE, body) -> events or the error kind
+        type Case<'a> = (S, bool, &'a [u8], Result<u64, &'a str>);
+        let cases: [Case; 8] = [
             (S::OK, false, ok, Ok(0)),
             (S::OK, true, sse, Ok(2)),
             (S::OK, true, b": keep-alive\n\n", Err("sse_no_events")),
