@@ -70,7 +70,7 @@ def panel(x0, y0, w, h, title, series):
     if hi <= lo:
         hi = lo * 10
     left, bottom = 46, 34
-    pw, ph = w - left - 10, h - bottom - 24
+    pw, ph = w - left - 24, h - bottom - 24
 
     def X(n):
         return x0 + left + pw * n / MAX_NINES
