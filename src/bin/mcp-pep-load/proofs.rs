@@ -58,7 +58,9 @@ impl<S: Sign> ProofPool<S> {
             signer,
             queue: Mutex::new(VecDeque::with_capacity(target)),
             target,
-            low: (target / 4).max(1),
+            // Low, so that a pool sized for the whole run is not topped up near its end,
+            // while the measurement runs.
+            low: (target / 10).max(1),
             max_age,
             measuring: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -212,18 +214,18 @@ mod tests {
 
     #[test]
     fn refills_only_below_the_low_mark_and_counts_it_as_during_the_run() {
-        let pool = pool(8, Duration::from_secs(20));
+        let pool = pool(20, Duration::from_secs(20));
         pool.fill().expect("fill");
         pool.start_measuring();
-        for _ in 0..5 {
+        for _ in 0..17 {
             pool.take().expect("proof");
         }
         assert!(!pool.refill_once(Duration::ZERO).expect("check"), "3 left, low mark is 2: no signing");
         pool.take().expect("proof");
         pool.take().expect("proof");
         assert!(pool.refill_once(Duration::ZERO).expect("check"), "1 left: refilled");
-        assert_eq!(pool.len(), 8);
-        assert_eq!(pool.stats().signed_during_run, 7);
+        assert_eq!(pool.len(), 20);
+        assert_eq!(pool.stats().signed_during_run, 19);
     }
 
     #[test]
