@@ -176,12 +176,13 @@ fn read_trimmed(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?.trim().to_owned())
 }
 
-/// Default pool size: every proof of the run (and 10 % more) when that fits in the proof
-/// window, else what 3/4 of the window needs (refilled while running); at max throughput
-/// the rate is taken as 20 000/s.
+/// Default pool size: every proof of the run and 20 % more (so that what is left at the end
+/// stays above the refill mark, a tenth) when that fits in the proof window, else what 3/4
+/// of the window needs (refilled while running); at max throughput the rate is taken as
+/// 20 000/s.
 fn default_pool(rate: Option<f64>, warmup: f64, duration: f64, max_age: f64) -> usize {
     let per_s = rate.unwrap_or(20_000.0);
-    let run = (per_s * (warmup + duration) * 1.1).round() + 64.0;
+    let run = (per_s * (warmup + duration) * 1.2).round() + 64.0;
     (run.min(per_s * max_age * 0.75) as usize).clamp(64, 400_000)
 }
 
@@ -368,9 +369,9 @@ mod tests {
     fn default_proof_pool_sizes() {
         // (rate, warm-up, duration, max age) -> proofs signed ahead
         let cases = [
-            (Some(1000.0), 1.0, 5.0, 20.0, 6664),    // the whole run
+            (Some(1000.0), 1.0, 5.0, 20.0, 7264),    // the whole run
             (Some(1000.0), 1.0, 60.0, 20.0, 15_000), // 15 s of it, refilled
-            (None, 1.0, 5.0, 20.0, 132_064),
+            (None, 1.0, 5.0, 20.0, 144_064),
             (Some(1.0), 0.0, 1.0, 20.0, 64),
             (None, 1.0, 600.0, 40.0, 400_000),
         ];
