@@ -22,8 +22,12 @@ step "fuzz smoke: every parser target 10 s plus its regressions (cargo-fuzz, cac
 bash fuzz/run.sh --smoke
 
 step "e2e: real MCP SDK clients, server-everything, conformance suite, both MCP eras"
-cargo build --locked --bin mcp-pep
+cargo build --locked --bin mcp-pep --bin mcp-pep-load
 bash tests/e2e/run.sh target/debug/mcp-pep
+
+step "load generator smoke: mcp-pep-load through a proxy with every check on (DPoP + mTLS, both eras; 1 s rounds, fails on any error)"
+CHECK=1 BIN_DIR=target/debug RATE=200 CONNS=4 FIXED_CONNS=4 WARMUP=0.2 PROOF_POOL=2000 OUT="$(mktemp)" \
+  bash benches/load.sh 1 1 "d h"
 
 step "the Keycloak stand-in against Keycloak's documented SPIFFE client authentication"
 tests/e2e/.venv/bin/python tests/keycloak/selftest.py

@@ -56,24 +56,62 @@ pub struct DemoServerArgs {
     /// How requests are answered.
     #[arg(long, value_enum, default_value_t = ResponseMode::Json)]
     pub mode: ResponseMode,
+    /// Tools in `tools/list`: the six real ones, then generated `tool_NNN` (list-size
+    /// benchmarks; the shipped catalog does not know them).
+    #[arg(long, default_value_t = TOOLS.len())]
+    pub tools: usize,
+    /// Events in an SSE `tools/call` answer (`--mode sse`): `notifications/message`
+    /// events before the result (streaming benchmarks).
+    #[arg(long, default_value_t = 1)]
+    pub sse_events: usize,
 }
 
 pub async fn run_demo_server(args: DemoServerArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen).await?;
-    println!("demo-server listening on http://{}/mcp ({:?} responses)", listener.local_addr()?, args.mode);
-    DemoServer::new(args.mode).serve(listener, None, listener::shutdown_signal()).await;
+    println!(
+        "demo-server listening on http://{}/mcp ({:?} responses, {} tools)",
+        listener.local_addr()?,
+        args.mode,
+        args.tools
+    );
+    DemoServer::new(args.mode)
+        .with_tools(args.tools)
+        .with_sse_events(args.sse_events)
+        .serve(listener, None, listener::shutdown_signal())
+        .await;
     Ok(())
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct DemoServer {
     mode: ResponseMode,
     sessions: Arc<Mutex<HashSet<String>>>,
+    /// `tools/list`'s items, made once.
+    tools: Arc<Vec<Value>>,
+    sse_events: usize,
+}
+
+impl Default for DemoServer {
+    fn default() -> Self {
+        DemoServer::new(ResponseMode::default())
+    }
 }
 
 impl DemoServer {
     pub fn new(mode: ResponseMode) -> Self {
-        DemoServer { mode, sessions: Arc::default() }
+        DemoServer { mode, sessions: Arc::default(), tools: Arc::new(tool_list(TOOLS.len())), sse_events: 1 }
+    }
+
+    /// Lists `n` tools: the real ones first, then generated ones.
+    pub fn with_tools(mut self, n: usize) -> Self {
+        self.tools = Arc::new(tool_list(n));
+        self
+    }
+
+    /// Answers an SSE `tools/call` with `n` events (at least the result).
+    pub fn with_sse_events(mut self, n: usize) -> Self {
+        self.sse_events = n.max(1);
+        self
     }
 
     /// Serves plain HTTP, or HTTPS when `tls` is given (an mTLS upstream in tests and the demo).
@@ -124,13 +162,13 @@ impl DemoServer {
                     return status(StatusCode::ACCEPTED); // notifications and responses
                 };
                 if modern {
-                    let (code, answer) = answer_modern(method, id, message.get("params"));
-                    let mut resp = self.respond(&answer);
+                    let (code, answer) = answer_modern(method, id, message.get("params"), &self.tools);
+                    let mut resp = self.respond(&answer, method == "tools/call");
                     *resp.status_mut() = code;
                     return resp;
                 }
                 let (answer, new_session) = self.answer(method, id, message.get("params"));
-                let mut resp = self.respond(&answer);
+                let mut resp = self.respond(&answer, method == "tools/call");
                 if let Some(s) = new_session.and_then(|s| HeaderValue::from_str(&s).ok()) {
                     resp.headers_mut().insert("mcp-session-id", s);
                 }
@@ -155,9 +193,7 @@ impl DemoServer {
                 return (json!({"jsonrpc": "2.0", "id": id, "result": result}), Some(session));
             }
             "ping" => json!({}),
-            "tools/list" => {
-                json!({"tools": TOOLS.iter().map(|t| tool_json(*t)).collect::<Vec<_>>()})
-            }
+            "tools/list" => json!({"tools": *self.tools}),
             "tools/call" => match call_result(params) {
                 Ok(result) => result,
                 Err(message) => return (error(id, -32602, &message), None),
@@ -169,11 +205,18 @@ impl DemoServer {
         (json!({"jsonrpc": "2.0", "id": id, "result": result}), None)
     }
 
-    fn respond(&self, message: &Value) -> Response<Body> {
+    fn respond(&self, message: &Value, call: bool) -> Response<Body> {
         match self.mode {
             ResponseMode::Json => json_response(StatusCode::OK, message),
             ResponseMode::Sse => {
-                let event = format!("event: message\nid: 1\ndata: {message}\n\n");
+                let mut event = String::new();
+                let before = if call { self.sse_events - 1 } else { 0 };
+                for k in 1..=before {
+                    let note = json!({"jsonrpc": "2.0", "method": "notifications/message",
+                        "params": {"level": "info", "logger": "demo", "data": format!("step {k} of {before}")}});
+                    event.push_str(&format!("event: message\nid: {k}\ndata: {note}\n\n"));
+                }
+                event.push_str(&format!("event: message\nid: {}\ndata: {message}\n\n", before + 1));
                 let mut resp = Response::new(full(event));
                 resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
                 resp
@@ -183,7 +226,7 @@ impl DemoServer {
 }
 
 /// A 2026-07-28 answer and its HTTP status.
-fn answer_modern(method: &str, id: Value, params: Option<&Value>) -> (StatusCode, Value) {
+fn answer_modern(method: &str, id: Value, params: Option<&Value>, tools: &[Value]) -> (StatusCode, Value) {
     let hour = 3_600_000;
     let result = match method {
         "server/discover" => json!({
@@ -194,10 +237,7 @@ fn answer_modern(method: &str, id: Value, params: Option<&Value>) -> (StatusCode
             "ttlMs": hour,
             "resultType": "complete",
         }),
-        "tools/list" => {
-            let tools: Vec<Value> = TOOLS.iter().map(|t| tool_json(*t)).collect();
-            json!({"tools": tools, "cacheScope": "public", "ttlMs": hour, "resultType": "complete"})
-        }
+        "tools/list" => json!({"tools": tools, "cacheScope": "public", "ttlMs": hour, "resultType": "complete"}),
         "tools/call" => {
             let name = params.and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or_default();
             let confirmed = params
@@ -237,6 +277,16 @@ fn call_result(params: Option<&Value>) -> Result<Value, String> {
     Ok(json!({"content": [{"type": "text", "text": text}], "isError": false}))
 }
 
+/// The real tools, then generated ones up to `n` in all.
+fn tool_list(n: usize) -> Vec<Value> {
+    let mut tools: Vec<Value> = TOOLS.iter().take(n).map(|t| tool_json(*t)).collect();
+    for k in tools.len() + 1..=n {
+        let name = format!("tool_{k:03}");
+        tools.push(tool_json((&name, "filesystem", "A generated tool (simulated), for list-size benchmarks.", "path")));
+    }
+    tools
+}
+
 fn tool_json((name, category, description, arg): (&str, &str, &str, &str)) -> Value {
     let mut property = json!({"type": "string"});
     // SEP-2243: a gateway may route on the endpoint without reading the body.
@@ -273,4 +323,75 @@ fn keepalive_stream() -> Response<Body> {
     let mut resp = Response::new(StreamBody::new(frames).boxed_unsync());
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 2026-07-28 POST (no session needed): status and body text.
+    async fn post(server: &DemoServer, body: Value) -> (StatusCode, String) {
+        let req = Request::post("/mcp")
+            .header("mcp-protocol-version", MODERN_PROTOCOL_VERSION)
+            .body(full(body.to_string()))
+            .expect("request");
+        let resp = server.handle(req).await;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn list() -> Value {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}})
+    }
+
+    fn call() -> Value {
+        json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "read_file", "arguments": {"path": "/workspace/a"}}})
+    }
+
+    #[tokio::test]
+    async fn lists_as_many_tools_as_asked() {
+        // tools -> (count, first, last)
+        let cases = [
+            (6, "read_file", "fetch_url"),
+            (50, "read_file", "tool_050"),
+            (7, "read_file", "tool_007"),
+            (2, "read_file", "write_file"),
+        ];
+        for (n, first, last) in cases {
+            let server = DemoServer::new(ResponseMode::Json).with_tools(n);
+            let (status, text) = post(&server, list()).await;
+            assert_eq!(status, StatusCode::OK);
+            let v: Value = serde_json::from_str(&text).expect("JSON");
+            let names: Vec<&str> =
+                v["result"]["tools"].as_array().expect("tools").iter().filter_map(|t| t["name"].as_str()).collect();
+            assert_eq!(names.len(), n, "{n}");
+            assert_eq!((names[0], names[n - 1]), (first, last));
+            let unique: HashSet<&str> = names.iter().copied().collect();
+            assert_eq!(unique.len(), n, "names are unique");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_sse_call_answer_has_the_events_asked_for_result_last() {
+        for n in [1, 2, 100] {
+            let server = DemoServer::new(ResponseMode::Sse).with_sse_events(n);
+            let (status, text) = post(&server, call()).await;
+            assert_eq!(status, StatusCode::OK);
+            let data: Vec<Value> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .map(|d| serde_json::from_str(d).expect("event JSON"))
+                .collect();
+            assert_eq!(data.len(), n, "{n} events");
+            assert_eq!(data[n - 1]["id"], 9, "the result comes last");
+            assert!(data[n - 1]["result"]["content"].is_array());
+            assert!(data[..n - 1].iter().all(|e| e["method"] == "notifications/message" && e.get("id").is_none()));
+        }
+        // Only tool calls stream: a list stays one event.
+        let server = DemoServer::new(ResponseMode::Sse).with_sse_events(100);
+        let (_, text) = post(&server, list()).await;
+        assert_eq!(text.matches("data: ").count(), 1);
+    }
 }
