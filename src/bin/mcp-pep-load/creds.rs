@@ -35,6 +35,10 @@ pub struct CredentialsArgs {
     /// Token lifetime in seconds.
     #[arg(long, default_value_t = 86_400)]
     pub ttl_s: u64,
+    /// Also write this many further proxy SVIDs from the same CA (`proxy-rot-N.pem` /
+    /// `.key`): what an SVID rotation installs (benches/soak.sh).
+    #[arg(long, default_value_t = 0)]
+    pub rotations: u32,
 }
 
 /// The files [`write`] makes, by name.
@@ -82,6 +86,12 @@ pub fn write(args: &CredentialsArgs) -> anyhow::Result<()> {
     // The SVIDs outlive the tokens: a day by default.
     proxy_spec.not_after = std::time::SystemTime::now() + std::time::Duration::from_secs(args.ttl_s.max(3600));
     let proxy = ca.leaf(&proxy_spec)?;
+    for n in 1..=args.rotations {
+        // A new key and serial each time, as SPIRE rotates an SVID.
+        let next = ca.leaf(&proxy_spec)?;
+        write_file(dir, &format!("proxy-rot-{n}.pem"), &next.chain_pem())?;
+        write_file(dir, &format!("proxy-rot-{n}.key"), &next.key_pem())?;
+    }
     write_file(dir, "ca.pem", &ca.cert_pem())?;
     write_file(dir, "agent.pem", &agent.chain_pem())?;
     write_file(dir, "agent.key", &agent.key_pem())?;
