@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::context::{
     InputRequest, JsonRpcId, McpMessage, McpRequest, MessageContext, MessageKind, PeerIdentity, VerifiedToken,
@@ -134,7 +134,14 @@ trait Document: Sized {
     fn string(s: &str) -> Self;
     fn strings(items: &[String]) -> Self;
     fn json(v: &Value) -> Result<Self, Self::Error>;
-    fn object<const N: usize>(fields: [(&'static str, Self); N]) -> Self;
+    /// An object of fixed field names; `shape` is the call site's own static.
+    fn object<const N: usize>(shape: &'static Shape<N>, fields: [(&'static str, Self); N]) -> Self;
+    /// A string the message already shares.
+    fn shared(s: &Arc<str>) -> Self;
+
+    fn opt_shared(s: Option<&Arc<str>>) -> Self {
+        s.map_or_else(Self::null, Self::shared)
+    }
 
     fn opt_string(s: Option<&str>) -> Self {
         s.map_or_else(Self::null, Self::string)
@@ -165,8 +172,11 @@ impl Document for Value {
     fn json(v: &Value) -> Result<Self, Self::Error> {
         Ok(v.clone())
     }
-    fn object<const N: usize>(fields: [(&'static str, Self); N]) -> Self {
+    fn object<const N: usize>(_: &'static Shape<N>, fields: [(&'static str, Self); N]) -> Self {
         Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    }
+    fn shared(s: &Arc<str>) -> Self {
+        Value::from(&**s)
     }
 }
 
@@ -194,12 +204,44 @@ impl Document for regorus::Value {
         use serde::Deserialize;
         regorus::Value::deserialize(v).map_err(|e| InputError(e.to_string()))
     }
-    fn object<const N: usize>(fields: [(&'static str, Self); N]) -> Self {
-        let map: std::collections::BTreeMap<regorus::Value, regorus::Value> =
-            fields.into_iter().map(|(k, v)| (regorus::Value::from(k), v)).collect();
-        regorus::Value::from(map)
+    fn object<const N: usize>(shape: &'static Shape<N>, fields: [(&'static str, Self); N]) -> Self {
+        let (template, keys) = shape.0.get_or_init(|| {
+            let keys = fields.each_ref().map(|(k, _)| regorus::Value::from(*k));
+            let nulls = keys.iter().map(|k| (k.clone(), regorus::Value::Null));
+            (regorus::Value::from(nulls.collect::<std::collections::BTreeMap<_, _>>()), keys)
+        });
+        // A copy of the frozen template with each value put in place: one allocation
+        // for the fields, none for the names.
+        let mut object = match template {
+            regorus::Value::Object(o) => regorus::value::Object::clone(o),
+            _ => regorus::value::Object::new(),
+        };
+        for (key, (_, value)) in keys.iter().zip(fields) {
+            object.insert(key.clone(), value);
+        }
+        regorus::Value::from(object)
+    }
+    fn shared(s: &Arc<str>) -> Self {
+        regorus::Value::String(s.clone())
     }
 }
+
+/// The names of one object of the document, as regorus values, and the object with every
+/// field `null` (filled on first use).
+pub struct Shape<const N: usize>(OnceLock<(regorus::Value, [regorus::Value; N])>);
+
+impl<const N: usize> Shape<N> {
+    const fn new() -> Self {
+        Shape(OnceLock::new())
+    }
+}
+
+static DOC: Shape<7> = Shape::new();
+static MCP: Shape<16> = Shape::new();
+static HTTP: Shape<2> = Shape::new();
+static INPUT_REQUEST: Shape<3> = Shape::new();
+static TOKEN: Shape<7> = Shape::new();
+static IDENTITY: Shape<4> = Shape::new();
 
 fn document<D: Document>(
     message: &McpMessage,
@@ -208,50 +250,63 @@ fn document<D: Document>(
     http: HttpFacts<'_>,
     phase: Phase,
 ) -> Result<D, D::Error> {
-    let target = message.target.as_deref();
     let method = message.method.as_deref();
-    let named = |m: &str| D::opt_string(if method == Some(m) { target } else { None });
+    let named = |m: &str| D::opt_shared(if method == Some(m) { message.target.as_ref() } else { None });
     let context = &message.context;
     let input_request = match context.input_request.as_deref() {
         None => D::null(),
-        Some(r) => {
-            D::object([("key", D::string(&r.key)), ("method", D::string(&r.method)), ("params", D::json(&r.params)?)])
-        }
-    };
-    let mcp = D::object([
-        ("method", D::opt_string(method)),
-        (
-            "id",
-            match &message.id {
-                None => D::null(),
-                Some(JsonRpcId::Number(n)) => D::int(*n),
-                Some(JsonRpcId::String(s)) => D::string(s),
-            },
+        Some(r) => D::object(
+            &INPUT_REQUEST,
+            [("key", D::string(&r.key)), ("method", D::string(&r.method)), ("params", D::json(&r.params)?)],
         ),
-        ("tool", named("tools/call")),
-        ("prompt", named("prompts/get")),
-        ("resource", D::opt_string(if method.is_some_and(|m| m.starts_with("resources/")) { target } else { None })),
-        ("arguments", D::opt_json(message.arguments.as_ref())?),
-        ("is_error", D::bool(message.is_error)),
-        ("batch", D::bool(request.batch)),
-        ("session_id", D::opt_string(request.session_id.as_deref())),
-        ("protocol_version", D::opt_string(request.protocol_version.as_deref())),
-        ("era", D::string(request.era.as_str())),
-        ("client_capabilities", D::opt_json(context.client_capabilities.as_deref())?),
-        ("input_responses", D::opt_json(context.input_responses.as_ref())?),
-        ("request_state", D::opt_string(context.request_state.as_deref())),
-        ("notifications", D::opt_json(context.notifications.as_ref())?),
-        ("input_request", input_request),
-    ]);
-    Ok(D::object([
-        ("version", D::int(INPUT_VERSION as i64)),
-        ("kind", D::string(message.kind.as_str())),
-        ("phase", D::string(phase.as_str())),
-        ("identity", identity_doc(caller.identity)),
-        ("token", caller.token.map_or_else(|| Ok(D::null()), token_doc)?),
-        ("mcp", mcp),
-        ("http", D::object([("method", D::string(http.method)), ("path", D::string(http.path))])),
-    ]))
+    };
+    let mcp = D::object(
+        &MCP,
+        [
+            ("method", D::opt_shared(message.method.as_ref())),
+            (
+                "id",
+                match &message.id {
+                    None => D::null(),
+                    Some(JsonRpcId::Number(n)) => D::int(*n),
+                    Some(JsonRpcId::String(s)) => D::shared(s),
+                },
+            ),
+            ("tool", named("tools/call")),
+            ("prompt", named("prompts/get")),
+            (
+                "resource",
+                D::opt_shared(if method.is_some_and(|m| m.starts_with("resources/")) {
+                    message.target.as_ref()
+                } else {
+                    None
+                }),
+            ),
+            ("arguments", D::opt_json(message.arguments.as_ref())?),
+            ("is_error", D::bool(message.is_error)),
+            ("batch", D::bool(request.batch)),
+            ("session_id", D::opt_shared(request.session_id.as_ref())),
+            ("protocol_version", D::opt_shared(request.protocol_version.as_ref())),
+            ("era", D::string(request.era.as_str())),
+            ("client_capabilities", D::opt_json(context.client_capabilities.as_deref())?),
+            ("input_responses", D::opt_json(context.input_responses.as_ref())?),
+            ("request_state", D::opt_shared(context.request_state.as_ref())),
+            ("notifications", D::opt_json(context.notifications.as_ref())?),
+            ("input_request", input_request),
+        ],
+    );
+    Ok(D::object(
+        &DOC,
+        [
+            ("version", D::int(INPUT_VERSION as i64)),
+            ("kind", D::string(message.kind.as_str())),
+            ("phase", D::string(phase.as_str())),
+            ("identity", identity_doc(caller.identity)),
+            ("token", caller.token.map_or_else(|| Ok(D::null()), token_doc)?),
+            ("mcp", mcp),
+            ("http", D::object(&HTTP, [("method", D::string(http.method)), ("path", D::string(http.path))])),
+        ],
+    ))
 }
 
 /// The message an item of a list answer (`phase: "list"`) or a subscribed resource
@@ -283,25 +338,31 @@ pub fn input_request_message(original: &McpMessage, request: InputRequest) -> Mc
 }
 
 fn token_doc<D: Document>(token: &VerifiedToken) -> Result<D, D::Error> {
-    Ok(D::object([
-        ("issuer", D::string(token.issuer())),
-        ("subject", D::opt_string(token.subject())),
-        ("client_id", D::opt_string(token.client_id())),
-        ("scopes", D::strings(token.scopes())),
-        ("roles", D::strings(token.roles())),
-        ("dpop_jkt", D::opt_string(token.dpop_jkt())),
-        ("claims", D::json(token.claims())?),
-    ]))
+    Ok(D::object(
+        &TOKEN,
+        [
+            ("issuer", D::string(token.issuer())),
+            ("subject", D::opt_string(token.subject())),
+            ("client_id", D::opt_string(token.client_id())),
+            ("scopes", D::strings(token.scopes())),
+            ("roles", D::strings(token.roles())),
+            ("dpop_jkt", D::opt_string(token.dpop_jkt())),
+            ("claims", D::json(token.claims())?),
+        ],
+    ))
 }
 
 fn identity_doc<D: Document>(identity: Option<&PeerIdentity>) -> D {
     match identity {
-        Some(PeerIdentity::Spiffe(id)) => D::object([
-            ("spiffe_id", D::string(&id.spiffe_id)),
-            ("trust_domain", D::string(&id.trust_domain)),
-            ("path", D::string(&id.path)),
-            ("source", D::string(id.source.as_str())),
-        ]),
+        Some(PeerIdentity::Spiffe(id)) => D::object(
+            &IDENTITY,
+            [
+                ("spiffe_id", D::shared(&id.spiffe_id)),
+                ("trust_domain", D::shared(&id.trust_domain)),
+                ("path", D::shared(&id.path)),
+                ("source", D::string(id.source.as_str())),
+            ],
+        ),
         Some(PeerIdentity::Anonymous) | None => D::null(),
     }
 }
