@@ -103,7 +103,7 @@ pub struct InputValue {
 }
 
 impl InputValue {
-    /// A document given as JSON (tests, `mcp-pep policy eval`).
+    /// A document given as JSON (tests).
     pub fn from_json(doc: &Value) -> Self {
         use serde::Deserialize;
         let value = regorus::Value::deserialize(doc).unwrap_or(regorus::Value::Undefined);
