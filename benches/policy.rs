@@ -14,6 +14,12 @@
 //! - `two_threads`: decisions on two threads at once (per decision, wall time), to show
 //!   evaluation does not serialise on a lock.
 //!
+//!
+//! `policy_scaling/*` show how a first decision grows with the data (each a full
+//! evaluation, no cache): `catalog_tools/N` with N tools in `data.mcp_pep.tools`,
+//! `identities/N` with N SPIFFE IDs in `data.mcp_pep.identities`, and
+//! `list_filter/N` filtering a `tools/list` answer of N tools (all in the catalog).
+//!
 //! Before criterion runs, 20 000 single decisions of each kind are timed and p50/p99
 //! printed, since criterion reports means and medians of batches, not per-call
 //! percentiles.
@@ -25,7 +31,7 @@ use bytes::Bytes;
 use criterion::BatchSize;
 use criterion::{Criterion, criterion_group, criterion_main};
 use mcp_pep::context::{IdentitySource, JsonRpcId, McpMessage, McpRequest, PeerIdentity};
-use mcp_pep::demo::session::embedded_policy_set;
+use mcp_pep::demo::session::{EMBEDDED_DATA, EMBEDDED_POLICIES, embedded_policy_set};
 use mcp_pep::identity::parse_spiffe_id;
 use mcp_pep::mcp::jsonrpc::{PostHeaders, parse_body};
 use mcp_pep::mcp::list::{ListKind, filter_message};
@@ -55,8 +61,9 @@ impl Fixture {
     }
 
     fn input(&self) -> regorus::Value {
-        let doc = input::build(&self.request.messages[0], &self.request, self.caller(), HTTP, Phase::Call);
-        regorus::Value::from(doc)
+        input::build_value(&self.request.messages[0], &self.request, self.caller(), HTTP, Phase::Call)
+            .expect("builds")
+            .value
     }
 
     fn caller(&self) -> Caller<'_> {
@@ -79,7 +86,7 @@ impl Fixture {
 
     /// The request path: the input document, decided through the cache.
     fn decide_cached(&self, message: &McpMessage) -> bool {
-        let doc = input::build(message, &self.request, self.caller(), HTTP, Phase::Call);
+        let doc = input::build_value(message, &self.request, self.caller(), HTTP, Phase::Call).expect("builds");
         self.set.decide(doc).0.is_ok_and(|d| d.allow)
     }
 }
@@ -155,7 +162,7 @@ fn policy(c: &mut Criterion) {
         let mut message = fixture.request.messages[0].clone();
         message.target = Some(name.into());
         message.arguments = None;
-        regorus::Value::from(input::build(&message, &fixture.request, fixture.caller(), HTTP, Phase::List))
+        input::build_value(&message, &fixture.request, fixture.caller(), HTTP, Phase::List).expect("builds").value
     };
     let kept = filter_message(&list, &id, ListKind::Tools, |name| {
         fixture.set.evaluate(item_input(name)).is_ok_and(|d| d.allow)
@@ -172,7 +179,7 @@ fn policy(c: &mut Criterion) {
         let mut message = fixture.request.messages[0].clone();
         message.target = Some(name.into());
         message.arguments = None;
-        input::build(&message, &fixture.request, fixture.caller(), HTTP, Phase::List)
+        input::build_value(&message, &fixture.request, fixture.caller(), HTTP, Phase::List).expect("builds")
     };
     group.bench_function("list_filter_50_tools", |b| {
         b.iter(|| {
@@ -202,5 +209,67 @@ fn policy(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, policy);
+/// The shipped policies with `extra_tools` more tools and `extra_ids` more identities
+/// in their data (rotating over the catalog's categories and levels).
+fn scaled_set(extra_tools: usize, extra_ids: usize) -> PolicySet {
+    let mut data: serde_json::Value = serde_json::from_str(EMBEDDED_DATA).expect("catalog.json");
+    let kinds =
+        [("filesystem", "read"), ("database", "read"), ("api", "read"), ("shell", "execute"), ("network", "read")];
+    let tools = data["mcp_pep"]["tools"].as_object_mut().expect("tools");
+    for i in 0..extra_tools {
+        let (category, operation) = kinds[i % kinds.len()];
+        tools.insert(format!("tool_{i:05}"), serde_json::json!({"category": category, "operation": operation}));
+    }
+    let levels = ["trusted", "semi-trusted", "untrusted"];
+    let identities = data["mcp_pep"]["identities"].as_object_mut().expect("identities");
+    for i in 0..extra_ids {
+        let id = format!("spiffe://mcp-identity.local/ns/tenant-{}/sa/agent-{i:06}", i % 97);
+        identities.insert(id, levels[i % levels.len()].into());
+    }
+    PolicySet::from_sources(EMBEDDED_POLICIES, Some(data), "data.mcp.decision").expect("scaled set compiles")
+}
+
+/// A `tools/list` answer naming `n` tools of [`scaled_set`]'s catalog.
+fn list_of(n: usize) -> String {
+    let tools: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"name":"tool_{i:05}","description":"tool {i}","inputSchema":{{"type":"object"}}}}"#))
+        .collect();
+    format!(r#"{{"jsonrpc":"2.0","id":42,"result":{{"tools":[{}]}}}}"#, tools.join(","))
+}
+
+fn scaling(c: &mut Criterion) {
+    let fixture = Fixture::new();
+    let mut group = c.benchmark_group("policy_scaling");
+    group.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    let decide = |set: &PolicySet| set.evaluate(fixture.input()).is_ok_and(|d| d.allow);
+    for n in [10, 100, 1_000, 10_000] {
+        let set = scaled_set(n, 0);
+        assert!(decide(&set), "the scaled catalog still allows the call");
+        group.bench_function(format!("catalog_tools/{n}"), |b| b.iter(|| decide(&set)));
+    }
+    for n in [10, 100, 1_000, 10_000, 100_000] {
+        let set = scaled_set(0, n);
+        assert!(decide(&set), "the scaled identities still allow the call");
+        group.bench_function(format!("identities/{n}"), |b| b.iter(|| decide(&set)));
+    }
+    let id = JsonRpcId::Number(42);
+    for n in [10, 100, 1_000] {
+        let set = scaled_set(n, 0);
+        let list = list_of(n);
+        let item_input = |name: &str| {
+            let mut message = fixture.request.messages[0].clone();
+            message.target = Some(name.into());
+            message.arguments = None;
+            input::build_value(&message, &fixture.request, fixture.caller(), HTTP, Phase::List).expect("builds").value
+        };
+        let filter = || {
+            filter_message(&list, &id, ListKind::Tools, |name| set.evaluate(item_input(name)).is_ok_and(|d| d.allow))
+        };
+        assert!(filter().expect("filters").is_some(), "the semi-trusted caller loses the shell and network tools");
+        group.bench_function(format!("list_filter/{n}"), |b| b.iter(filter));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, policy, scaling);
 criterion_main!(benches);

@@ -8,6 +8,7 @@ mod support;
 use mcp_pep::demo::session::embedded_policy_set;
 use mcp_pep::policy::PolicySet;
 use mcp_pep::policy::engine::CacheOutcome;
+use mcp_pep::policy::input::InputValue;
 use serde_json::{Value, json};
 
 /// A small deterministic generator (xorshift), so a failure names its input.
@@ -51,6 +52,11 @@ fn input(rng: &mut Rng) -> Value {
             json!({"url": "http://api.example.com/x"}),
             json!({}),
             Value::Null,
+            // Numbers regorus prints alike must not share a key: 1 and 1.0 are told apart.
+            json!({"n": 1}),
+            json!({"n": 1.0}),
+            json!({"n": 0.5}),
+            json!({"n": -1}),
         ])
         .clone();
     json!({
@@ -82,7 +88,7 @@ fn assert_cache_agrees(set: &PolicySet, seed: u64, expect_hits: bool) {
     for n in 0..3000 {
         let doc = input(&mut rng);
         let fresh = set.evaluate(regorus::Value::from(doc.clone())).expect("evaluates");
-        let (cached, outcome) = set.decide(doc.clone());
+        let (cached, outcome) = set.decide(InputValue::from_json(&doc));
         assert_eq!(cached.expect("evaluates"), fresh, "input {n}: {doc}");
         hits += usize::from(outcome == CacheOutcome::Hit);
     }
@@ -104,6 +110,21 @@ decision := {"allow": true, "reasons": []} if input.mcp.id % 2 == 0
 "#;
     let set = PolicySet::from_sources(&[("p.rego", rego)], None, "data.mcp.decision").unwrap();
     assert_cache_agrees(&set, 7, true);
+}
+
+#[test]
+fn a_policy_that_computes_with_argument_numbers_keeps_integers_and_floats_apart() {
+    // Exact integer arithmetic tells 1 from 1.0 past 2^53; the cache must too.
+    let rego = r#"package mcp
+import rego.v1
+default decision := {"allow": false, "reasons": ["no"]}
+decision := {"allow": true, "reasons": []} if {
+    x := input.mcp.arguments.n * 9007199254740993
+    x == 9007199254740993
+}
+"#;
+    let set = PolicySet::from_sources(&[("p.rego", rego)], None, "data.mcp.decision").unwrap();
+    assert_cache_agrees(&set, 19, true);
 }
 
 #[test]

@@ -71,7 +71,7 @@ async fn built(name: &str) -> Value {
             let http = HttpFacts { method: parts.method.as_str(), path: parts.uri.path() };
             let identity = semi_trusted();
             let caller = Caller { identity: identity.as_ref(), token: None };
-            return input::build(&item, &mcp, caller, http, Phase::List);
+            return both(&item, &mcp, caller, http, Phase::List);
         }
         "response" => (
             "POST",
@@ -118,7 +118,24 @@ async fn built(name: &str) -> Value {
     };
     let (mcp, parts) = inspected(method, &body, headers).await;
     let http = HttpFacts { method: parts.method.as_str(), path: parts.uri.path() };
-    input::build(&mcp.messages[0], &mcp, Caller { identity: identity.as_ref(), token: None }, http, Phase::Call)
+    both(&mcp.messages[0], &mcp, Caller { identity: identity.as_ref(), token: None }, http, Phase::Call)
+}
+
+/// The document as JSON, after checking that the value the policy evaluates (built
+/// directly, without the JSON) is exactly that JSON read by regorus.
+fn both(
+    message: &mcp_pep::context::McpMessage,
+    mcp: &McpRequest,
+    caller: Caller<'_>,
+    http: HttpFacts<'_>,
+    phase: Phase,
+) -> Value {
+    let doc = input::build(message, mcp, caller, http, phase);
+    let value = input::build_value(message, mcp, caller, http, phase).unwrap();
+    assert_eq!(value.value, regorus::Value::from(doc.clone()), "the evaluated value differs from the JSON");
+    assert_eq!(value.value.to_json_str().unwrap(), regorus::Value::from(doc.clone()).to_json_str().unwrap());
+    assert!(value.keyable);
+    doc
 }
 
 /// A modern example as the trusted agent (over mTLS) sends it.
@@ -131,7 +148,7 @@ fn build_call(
     let id = "spiffe://mcp-identity.local/ns/mcp-agents/sa/trusted-agent";
     let identity = Some(PeerIdentity::Spiffe(parse_spiffe_id(id, IdentitySource::Mtls).unwrap()));
     let http = HttpFacts { method: parts.method.as_str(), path: parts.uri.path() };
-    input::build(message, mcp, Caller { identity: identity.as_ref(), token: None }, http, phase)
+    both(message, mcp, Caller { identity: identity.as_ref(), token: None }, http, phase)
 }
 
 /// Prints what the code builds, for writing the document: `GOLDEN_PRINT=1 cargo test --test policy_input_golden`.

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use regorus::{Engine, Value};
 
 use super::cache::DecisionCache;
+use super::input::InputValue;
 use super::reads::{InputReads, analyse};
 use crate::context::Decision;
 
@@ -148,16 +149,21 @@ impl PolicySet {
         &self.reads
     }
 
-    /// Evaluates `input` (the JSON document of docs/policy-input.md), reusing the
-    /// decision of an earlier input that agrees on every path the policies can read.
-    /// Errors are never cached.
-    pub fn decide(&self, input: serde_json::Value) -> (Result<Decision, PolicyError>, CacheOutcome) {
-        let Some(cache) = &self.cache else { return (self.evaluate(Value::from(input)), CacheOutcome::Bypass) };
-        let Some(key) = cache.key(&input) else { return (self.evaluate(Value::from(input)), CacheOutcome::Bypass) };
+    /// Evaluates `input` (the document of docs/policy-input.md), reusing the decision of
+    /// an earlier input that agrees on every path the policies can read. Errors are
+    /// never cached.
+    pub fn decide(&self, input: InputValue) -> (Result<Decision, PolicyError>, CacheOutcome) {
+        let key = match &self.cache {
+            Some(cache) if input.keyable => cache.key(&input.value),
+            _ => None,
+        };
+        let (Some(cache), Some(key)) = (&self.cache, key) else {
+            return (self.evaluate(input.value), CacheOutcome::Bypass);
+        };
         if let Some(decision) = cache.get(&key) {
             return (Ok(decision), CacheOutcome::Hit);
         }
-        let decided = self.evaluate(Value::from(input));
+        let decided = self.evaluate(input.value);
         if let Ok(decision) = &decided {
             cache.insert(key, decision.clone());
         }

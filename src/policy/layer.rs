@@ -129,9 +129,12 @@ impl PolicyStage {
         phase: Phase,
     ) -> Decision {
         let started = Instant::now();
-        let input = input::build(message, mcp, caller, http, phase);
-        let logged_input = self.decision_log.as_ref().map(|_| input.clone());
-        let (decided, cache) = set.decide(input);
+        // The log shows the document as JSON; built only when it is on.
+        let logged_input = self.decision_log.as_ref().map(|_| input::build(message, mcp, caller, http, phase));
+        let (decided, cache) = match input::build_value(message, mcp, caller, http, phase) {
+            Ok(input) => set.decide(input),
+            Err(e) => (Err(super::PolicyError::Eval(e.to_string())), super::engine::CacheOutcome::Bypass),
+        };
         self.metrics.policy_cache.with_label_values(&[cache.as_str()]).inc();
         let (decision, outcome) = match decided {
             Ok(d) if d.allow => (d, "allow"),
