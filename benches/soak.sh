@@ -16,10 +16,12 @@
 # - every 10 s the proxy's RSS (VmRSS) and open file descriptors, into a CSV.
 # At the end: each generator's JSON line, the reloads and rotations the proxy counted, and
 # RSS / fd first, last and max. Not part of ./test.sh (it runs for minutes); the results
-# are in docs/benchmarks.md. Env: BIN_DIR (default: release build), KEEP=1, OUT.
+# are in docs/benchmarks.md. Env: BIN_DIR (default: release build), KEEP=1, OUT,
+# RELOAD_EVERY (30 s), ROTATE_EVERY (120 s).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs="${1:-600}" rate="${2:-1000}"
+reload_every="${RELOAD_EVERY:-30}" rotate_every="${ROTATE_EVERY:-120}"
 [[ -n "${BIN_DIR:-}" ]] || cargo build --release --quiet --bin mcp-pep --bin mcp-pep-load
 bin="${BIN_DIR:-target/release}/mcp-pep" load="${BIN_DIR:-target/release}/mcp-pep-load"
 work="$(mktemp -d)"
@@ -29,7 +31,7 @@ cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done;
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
 
-rotations=$(( secs / 120 + 1 ))
+rotations=$(( secs / rotate_every + 1 ))
 creds="$work/creds"
 "$load" credentials --out "$creds" --rotations "$rotations" >/dev/null
 # The SVID the proxy serves: a copy, replaced in place by each rotation.
@@ -84,7 +86,7 @@ sample() { printf '%s,%s,%s\n' "$(( $(date +%s) - start ))" "$(awk '/^VmRSS:/ { 
 common=(--url "https://127.0.0.1:$pep_port/mcp" --auth dpop --token-file "$creds/token-dpop.jwt" --dpop-key "$creds/dpop.key"
   --ca "$creds/ca.pem" --cert "$creds/agent.pem" --key "$creds/agent.key" --duration-s "$secs" --warmup-s 1 --check --out "$out")
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "soak: ${secs}s at $rate req/s (16 kept-alive connections) + 10 req/s on new connections; reload every 30 s, SVID rotation every 120 s"
+echo "soak: ${secs}s at $rate req/s (16 kept-alive connections) + 10 req/s on new connections; reload every ${reload_every} s, SVID rotation every ${rotate_every} s"
 echo "seconds,rss_kib,fds" >"$work/samples.csv"
 start=$(date +%s)
 sample
@@ -100,12 +102,12 @@ while kill -0 "$steady" 2>/dev/null; do
   kill -0 "$steady" 2>/dev/null || break
   sample
   t=$(( $(date +%s) - start ))
-  if (( t / 30 > reloads )); then
+  if (( t / reload_every > reloads )); then
     reloads=$(( reloads + 1 ))
     echo "{\"soak\": {\"generation\": $reloads}}" >"$work/policies/soak.json.tmp"
     mv "$work/policies/soak.json.tmp" "$work/policies/soak.json"
   fi
-  if (( t / 120 > rotated && rotated < rotations )); then
+  if (( t / rotate_every > rotated && rotated < rotations )); then
     rotated=$(( rotated + 1 ))
     # Key and certificate written side by side, then moved in: the file source reads a
     # pair that does not fit at worst once and keeps the old SVID until the next poll.
