@@ -10,7 +10,9 @@
 #
 # Argument rules apply when a call is made (phase "call"), not to list items or
 # subscribed resources (phases "list" and "subscribe": no arguments):
-#   - a filesystem path must be absolute, free of "..", under an allowed root;
+#   - a filesystem path must be absolute, free of "..", under an allowed root, and
+#     printable ASCII without "\" or "%" (nothing a server could decode or normalise
+#     into a separator or a dot segment after the decision);
 #   - a network URL must be https to a host on the allowlist.
 #
 # An input request (kind "input_request") is decided as the call that caused it, with
@@ -27,8 +29,8 @@ default allow := false
 
 # Plumbing acts on no tool; it needs a known level like everything else.
 allow if {
-	data.mcp_pep.levels[data.mcp_pep.identities[input.identity.spiffe_id]]
 	data.mcp.catalog.plumbing
+	data.mcp_pep.levels[data.mcp_pep.identities[input.identity.spiffe_id]]
 }
 
 allow if {
@@ -99,11 +101,34 @@ else := {}
 
 argument(name) := object.get(arguments, name, "")
 
+# Not odd_path (below), spelled out: the allowed path of every call then calls no
+# function of three clauses.
 path_allowed(path) if {
 	is_string(path)
+	regex.match(`^[ -~]*$`, path)
+	not contains(path, `\`)
+	not contains(path, "%")
 	not ".." in split(path, "/")
 	some root in data.mcp_pep.filesystem_roots
 	startswith(path, root)
+}
+
+# A path the tool server could still turn into another one after the decision: outside
+# printable ASCII (NUL ends a C string; NFKC makes U+2025 "..", U+FF0F "/"), a backslash
+# (a separator on Windows) or a percent sign (%2e%2e is ".." to a server that decodes).
+odd_path(path) if {
+	is_string(path)
+	not regex.match(`^[ -~]*$`, path)
+}
+
+odd_path(path) if {
+	is_string(path)
+	contains(path, `\`)
+}
+
+odd_path(path) if {
+	is_string(path)
+	contains(path, "%")
 }
 
 # Case-insensitive on ASCII only: lower() of the whole URL would map non-ASCII
@@ -133,7 +158,14 @@ deny contains sprintf("tool_access.category: %s may not use %s tools", [level, c
 deny contains sprintf("tool_access.path: %s is not under an allowed root", [data.mcp.catalog.quote(path)]) if {
 	checks_arguments
 	path := argument(data.mcp.catalog.entry.path_argument)
+	not odd_path(path)
 	not path_allowed(path)
+}
+
+deny contains sprintf("tool_access.path: %s may hold only printable ASCII, without backslash or percent sign", [data.mcp.catalog.quote(path)]) if {
+	checks_arguments
+	path := argument(data.mcp.catalog.entry.path_argument)
+	odd_path(path)
 }
 
 deny contains sprintf("tool_access.host: %s is not an allowed https host", [data.mcp.catalog.quote(url)]) if {
