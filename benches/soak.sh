@@ -133,9 +133,14 @@ rows = [(int(r["seconds"]), int(r["rss_kib"]), int(r["fds"])) for r in csv.DictR
 rss = [r[1] for r in rows]; fds = [r[2] for r in rows]
 # Flatness from the first sample at 60 s: by then the replay cache holds a whole window of
 # proofs (25 s at the default lifetime + skew) and the allocator its working set.
+# The last sample is taken after the load (the last reload and rotation may just have
+# compiled a new set beside the old engines): the flatness is read up to the one before.
 steady = next((r for r in rows if r[0] >= 60), rows[-1])
-print(f"RSS MiB: idle {rss[0]/1024:.1f}, at {steady[0]} s {steady[1]/1024:.1f}, end {rss[-1]/1024:.1f}, max {max(rss)/1024:.1f} "
-      f"(growth from {steady[0]} s to the end {100 * (rss[-1] - steady[1]) / steady[1]:+.1f} %); fds: idle {fds[0]}, end {fds[-1]}, max {max(fds)}")
+last = rows[-2] if len(rows) > 2 else rows[-1]
+loaded = [r[1] for r in rows[1:-1]] or rss
+print(f"RSS MiB: idle {rss[0]/1024:.1f}, at {steady[0]} s {steady[1]/1024:.1f}, at {last[0]} s {last[1]/1024:.1f} "
+      f"(growth {100 * (last[1] - steady[1]) / steady[1]:+.1f} %), max under load {max(loaded)/1024:.1f}, after the load "
+      f"{rss[-1]/1024:.1f}; fds: idle {fds[0]}, max under load {max(fds[1:-1] or fds)}, after the load {fds[-1]}")
 print("samples (s:MiB/fds): " + " ".join(f"{t}:{k/1024:.1f}/{f}" for t, k, f in rows))
 PY
 [[ $status == 0 ]] && echo "soak: no failed request" || { echo "soak: FAILED requests (see above)" >&2; tail -n 20 "$work/pep.log" >&2; exit 1; }
