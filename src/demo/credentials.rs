@@ -23,12 +23,21 @@ pub struct SigningKey {
 
 impl SigningKey {
     pub fn generate() -> anyhow::Result<Self> {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        Ok(Self::generate_pkcs8()?.0)
+    }
+
+    /// A new key and its PKCS#8 document, for a key that must outlive the process
+    /// (`mcp-pep-load credentials` writes it; a later run loads it with `from_pkcs8`).
+    pub fn generate_pkcs8() -> anyhow::Result<(Self, Vec<u8>)> {
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
             .map_err(|_| anyhow::anyhow!("key generation failed"))?;
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
-            .map_err(|_| anyhow::anyhow!("key parsing failed"))?;
-        Ok(SigningKey { pair, rng })
+        Ok((Self::from_pkcs8(pkcs8.as_ref())?, pkcs8.as_ref().to_vec()))
+    }
+
+    pub fn from_pkcs8(der: &[u8]) -> anyhow::Result<Self> {
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+            .map_err(|_| anyhow::anyhow!("not a P-256 PKCS#8 key"))?;
+        Ok(SigningKey { pair, rng: SystemRandom::new() })
     }
 
     /// The public key as a JWK (the uncompressed point split into x and y).

@@ -4,19 +4,17 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, anyhow};
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-use data_encoding::BASE64URL_NOPAD;
+use anyhow::Context;
 use mcp_pep::auth::dpop::access_token_hash;
-use mcp_pep::auth::jwk::PublicJwk;
+use mcp_pep::demo::credentials::SigningKey;
 use rustls::pki_types::PrivatePkcs8KeyDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
+/// The demo's ES256 signing key, with its JWK and thumbprint worked out once: every proof
+/// carries the JWK.
 pub struct EcKey {
-    pair: EcdsaKeyPair,
-    rng: SystemRandom,
+    key: SigningKey,
     jwk: Value,
     thumbprint: String,
 }
@@ -24,28 +22,17 @@ pub struct EcKey {
 impl EcKey {
     /// A new key and its PKCS#8 document (to write with [`pkcs8_pem`]).
     pub fn generate() -> anyhow::Result<(EcKey, Vec<u8>)> {
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-            .map_err(|_| anyhow!("P-256 key generation failed"))?;
-        Ok((EcKey::from_pkcs8(pkcs8.as_ref())?, pkcs8.as_ref().to_vec()))
-    }
-
-    pub fn from_pkcs8(der: &[u8]) -> anyhow::Result<EcKey> {
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
-            .map_err(|_| anyhow!("not a P-256 PKCS#8 key"))?;
-        let point = pair.public_key().as_ref();
-        let jwk = json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "x": BASE64URL_NOPAD.encode(&point[1..33]),
-            "y": BASE64URL_NOPAD.encode(&point[33..65]),
-        });
-        let thumbprint = PublicJwk::from_json(&jwk).map_err(|e| anyhow!("{e}"))?.thumbprint();
-        Ok(EcKey { pair, rng: SystemRandom::new(), jwk, thumbprint })
+        let (key, der) = SigningKey::generate_pkcs8()?;
+        Ok((EcKey::new(key)?, der))
     }
 
     pub fn from_pem_file(path: &std::path::Path) -> anyhow::Result<EcKey> {
         let der = PrivatePkcs8KeyDer::from_pem_file(path).with_context(|| format!("reading {}", path.display()))?;
-        EcKey::from_pkcs8(der.secret_pkcs8_der())
+        EcKey::new(SigningKey::from_pkcs8(der.secret_pkcs8_der())?)
+    }
+
+    fn new(key: SigningKey) -> anyhow::Result<EcKey> {
+        Ok(EcKey { jwk: key.jwk(), thumbprint: key.thumbprint()?, key })
     }
 
     pub fn jwk(&self) -> &Value {
@@ -58,13 +45,7 @@ impl EcKey {
     }
 
     pub fn sign(&self, header: &Value, payload: &Value) -> anyhow::Result<String> {
-        let input = format!(
-            "{}.{}",
-            BASE64URL_NOPAD.encode(header.to_string().as_bytes()),
-            BASE64URL_NOPAD.encode(payload.to_string().as_bytes())
-        );
-        let sig = self.pair.sign(&self.rng, input.as_bytes()).map_err(|_| anyhow!("signing failed"))?;
-        Ok(format!("{input}.{}", BASE64URL_NOPAD.encode(sig.as_ref())))
+        self.key.sign(header, payload)
     }
 }
 
