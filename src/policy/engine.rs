@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use regorus::{Engine, Value};
 
 use super::cache::DecisionCache;
-use super::input::InputValue;
+use super::input::{InputError, InputValue};
 use super::reads::{InputReads, analyse};
 use crate::context::Decision;
 
@@ -147,6 +147,15 @@ impl PolicySet {
     /// What the policies can read of their input.
     pub fn reads(&self) -> &InputReads {
         &self.reads
+    }
+
+    /// [`PolicySet::decide`] for a document as `input::build_value` gives it: one that
+    /// could not be built is an evaluation error, denied and never cached.
+    pub fn decide_built(&self, input: Result<InputValue, InputError>) -> (Result<Decision, PolicyError>, CacheOutcome) {
+        match input {
+            Ok(input) => self.decide(input),
+            Err(e) => (Err(PolicyError::Eval(e.to_string())), CacheOutcome::Bypass),
+        }
     }
 
     /// Evaluates `input` (the document of docs/policy-input.md), reusing the decision of

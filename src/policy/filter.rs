@@ -292,10 +292,7 @@ impl AnswerDecider {
         let started = Instant::now();
         let http = HttpFacts { method: &self.http_method, path: &self.http_path };
         let caller = Caller { identity: self.identity.as_ref(), token: self.token.as_ref() };
-        let (decided, cache) = match input::build_value(message, &self.request, caller, http, phase) {
-            Ok(doc) => set.decide(doc),
-            Err(e) => (Err(super::PolicyError::Eval(e.to_string())), super::engine::CacheOutcome::Bypass),
-        };
+        let (decided, cache) = set.decide_built(input::build_value(message, &self.request, caller, http, phase));
         self.metrics.policy_cache.with_label_values(&[cache.as_str()]).inc();
         let (allow, reasons) = match decided {
             Ok(d) => (d.allow, d.reasons),

@@ -131,10 +131,7 @@ impl PolicyStage {
         let started = Instant::now();
         // The log shows the document as JSON; built only when it is on.
         let logged_input = self.decision_log.as_ref().map(|_| input::build(message, mcp, caller, http, phase));
-        let (decided, cache) = match input::build_value(message, mcp, caller, http, phase) {
-            Ok(input) => set.decide(input),
-            Err(e) => (Err(super::PolicyError::Eval(e.to_string())), super::engine::CacheOutcome::Bypass),
-        };
+        let (decided, cache) = set.decide_built(input::build_value(message, mcp, caller, http, phase));
         self.metrics.policy_cache.with_label_values(&[cache.as_str()]).inc();
         let (decision, outcome) = match decided {
             Ok(d) if d.allow => (d, "allow"),
