@@ -80,12 +80,17 @@ const SENTINEL_END: &str = "?=";
 
 /// A header value as the body would carry it: `=?base64?…?=` (case-sensitive markers)
 /// is decoded to UTF-8, anything else is taken as is. `None`: a sentinel whose content
-/// is not base64 of UTF-8 (malformed, refused).
+/// is not base64 of UTF-8, or not its one spelling (malformed, refused).
 pub fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
     let Some(encoded) = value.strip_prefix(SENTINEL_START).and_then(|rest| rest.strip_suffix(SENTINEL_END)) else {
         return Some(Cow::Borrowed(value));
     };
     // Clients pad (the spec's examples do); an unpadded value means the same bytes.
+    // `data_encoding` also reads concatenated padded blocks (`QQ==QQ==` is "AA"): padding
+    // only at the end leaves each string one padded and one unpadded spelling.
+    if encoded.trim_end_matches('=').contains('=') {
+        return None;
+    }
     let bytes = BASE64.decode(encoded.as_bytes()).or_else(|_| BASE64_NOPAD.decode(encoded.as_bytes())).ok()?;
     String::from_utf8(bytes).ok().map(Cow::Owned)
 }
@@ -131,6 +136,11 @@ mod tests {
             ("=?BASE64?eA==?=", Some("=?BASE64?eA==?=")),
             ("=?base64?not base64!?=", None),
             ("=?base64?/w==?=", None),
+            // Concatenated padded blocks: a second spelling of "AA" (found by fuzzing).
+            ("=?base64?QQ==QQ==?=", None),
+            ("=?base64?QUI=QQ==?=", None),
+            ("=?base64?QUE=?=", Some("AA")),
+            ("=?base64?QUE?=", Some("AA")),
         ];
         for (header, want) in cases {
             assert_eq!(decode_header_value(header).as_deref(), want, "{header}");
