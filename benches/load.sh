@@ -28,7 +28,9 @@
 # Env: RATE (1000), CONNS (32), FIXED_CONNS (16), THREADS (generator threads, 1),
 #      WARMUP (1 s), OUT, KEEP=1 (keep the work dir with the logs), BIN_DIR,
 #      PROOF_POOL (proofs signed ahead per run; default: mcp-pep-load's), CHECK=1 (fail
-#      on any failed request: the smoke run of ./test.sh).
+#      on any failed request: the smoke run of ./test.sh), PERF_DIR (record the proxy with
+#      `perf record` during each proxied max-throughput run of round 1 into
+#      PERF_DIR/<scenario>.data: benches/profile.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs="${1:-5}" rounds="${2:-3}" scenarios="${3:-a b c d e f g h}"
@@ -185,12 +187,21 @@ for s in $scenarios; do
           fixed) mode=(--rate "$rate" --connections "$fixed_conns") ;;
         esac
         extra=()
+        perf_pid=""
+        if [[ -n "${PERF_DIR:-}" && $path == proxied && $kind == max && $r == 1 ]]; then
+          # The measured seconds only (after the warm-up), 997 Hz, DWARF call graphs.
+          proxy_pid="$(args "$s" proxied | sed -n 's/.*--watch-pid \([0-9]*\).*/\1/p')"
+          (sleep "$warmup"; exec perf record -q -F 997 --call-graph dwarf,32768 -p "$proxy_pid" \
+            -o "$PERF_DIR/$s.data" -- sleep "$secs") >"$PERF_DIR/$s.log" 2>&1 &
+          perf_pid=$!
+        fi
         [[ -n "${PROOF_POOL:-}" ]] && extra+=(--proof-pool "$PROOF_POOL")
         [[ -n "${CHECK:-}" ]] && extra+=(--check)
         # shellcheck disable=SC2046 # the arguments are words by design
         line="$("$load" run $(args "$s" "$path") "${mode[@]}" "${extra[@]}" --duration-s "$secs" --warmup-s "$warmup" \
           --threads "$threads" --tag scenario="$s" --tag path="$path" --tag round="$r" --tag kind="$kind" --out "$out")" \
           || { echo "mcp-pep-load failed (scenario $s, $path, $kind)" >&2; tail -n 20 "$work"/*.log >&2; exit 1; }
+        [[ -z "$perf_pid" ]] || wait "$perf_pid" || { echo "perf record failed: $(cat "$PERF_DIR/$s.log")" >&2; exit 1; }
         python3 -c '
 import json, sys
 d = json.loads(sys.argv[1]); l = d["latency_ms"] or {}; p = d["process"] or {}

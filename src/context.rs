@@ -279,6 +279,9 @@ pub struct VerifiedToken {
     pub(crate) dpop_jkt: Option<Arc<str>>,
     pub(crate) expires_at: u64,
     pub(crate) claims: Arc<serde_json::Value>,
+    /// The token's part of the policy input, built on its first message and shared by
+    /// every clone the token cache hands out (`policy::input`).
+    pub(crate) input: Arc<std::sync::OnceLock<Result<crate::policy::input::TokenInput, String>>>,
 }
 
 impl VerifiedToken {

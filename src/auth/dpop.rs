@@ -23,7 +23,7 @@ mod nonce;
 mod tests;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::digest;
@@ -295,6 +295,9 @@ pub struct DpopVerifier {
     max_proof_bytes: usize,
     nonce: Option<Arc<NonceSource>>,
     replay: ReplayCache,
+    /// The first request URI seen and its normalised form: the stage passes the same
+    /// `auth.public_url` on every request, so it is parsed once, not per proof.
+    request_uri: OnceLock<(String, Option<String>)>,
 }
 
 /// JWS header and payload are flat apart from `jwk` (and a few claim objects).
@@ -312,6 +315,7 @@ impl DpopVerifier {
             skew_secs,
             max_proof_bytes: config.max_proof_bytes,
             nonce: config.nonce,
+            request_uri: OnceLock::new(),
             replay: ReplayCache::new(config.replay_capacity, config.replay_entries_per_key),
         })
     }
@@ -419,8 +423,10 @@ impl DpopVerifier {
 
         // 7. `htu` is the request's URI, both sides RFC 3986-normalised, query and
         //    fragment ignored (check 9).
-        let request_uri = htu::normalize(request_uri).ok_or(DpopError::RequestUri)?;
-        if htu::normalize(claims.htu).as_deref() != Some(request_uri.as_str()) {
+        //    A proof that already spells the URI normalised is compared as is
+        //    (normalising is idempotent: `htu::tests::normalising_is_idempotent`).
+        let request_uri = self.normalized_request_uri(request_uri).ok_or(DpopError::RequestUri)?;
+        if claims.htu != request_uri && htu::normalize(claims.htu).as_deref() != Some(&*request_uri) {
             return Err(DpopError::HtuMismatch);
         }
 
@@ -472,6 +478,17 @@ impl DpopVerifier {
             expires_at: claims.iat.saturating_add(self.max_age_secs),
             proof: VerifiedProof { jkt, jti: claims.jti.to_owned(), iat: claims.iat },
         })
+    }
+}
+
+impl DpopVerifier {
+    fn normalized_request_uri<'a>(&'a self, uri: &str) -> Option<std::borrow::Cow<'a, str>> {
+        let (raw, normalized) = self.request_uri.get_or_init(|| (uri.to_owned(), htu::normalize(uri)));
+        if raw == uri {
+            normalized.as_deref().map(std::borrow::Cow::Borrowed)
+        } else {
+            htu::normalize(uri).map(std::borrow::Cow::Owned)
+        }
     }
 }
 

@@ -250,6 +250,7 @@ fn verified_token(issuer: &str, claims: Value, dpop_jkt: Option<Arc<str>>) -> Ve
         dpop_jkt,
         expires_at: claims.get("exp").and_then(Value::as_u64).unwrap_or(0),
         claims: Arc::new(claims),
+        input: Arc::default(),
     }
 }
 

@@ -86,9 +86,9 @@ pub fn build_value(
         context.input_responses.as_ref(),
         context.notifications.as_ref(),
         context.input_request.as_deref().map(|r| &r.params),
-        caller.token.map(|t| t.claims()),
     ];
-    let keyable = !json_parts.into_iter().flatten().any(has_integral_float);
+    let keyable = !json_parts.into_iter().flatten().any(has_integral_float)
+        && caller.token.is_none_or(|t| TokenInput::of(t).is_ok_and(|i| i.keyable));
     Ok(InputValue { value, keyable })
 }
 
@@ -149,6 +149,10 @@ trait Document: Sized {
 
     fn opt_json(v: Option<&Value>) -> Result<Self, Self::Error> {
         v.map_or_else(|| Ok(Self::null()), Self::json)
+    }
+
+    fn token(token: &VerifiedToken) -> Result<Self, Self::Error> {
+        token_doc(token)
     }
 }
 
@@ -223,6 +227,28 @@ impl Document for regorus::Value {
     }
     fn shared(s: &Arc<str>) -> Self {
         regorus::Value::String(s.clone())
+    }
+    /// Built once per token: its claims are the same on every message it carries.
+    fn token(token: &VerifiedToken) -> Result<Self, Self::Error> {
+        TokenInput::of(token).map(|i| i.value.clone()).map_err(|e| InputError(e.clone()))
+    }
+}
+
+/// A token's part of the input value, and whether its claims are keyable (see
+/// [`InputValue::keyable`]); memoised in the token (`VerifiedToken::input`).
+#[derive(Debug)]
+pub struct TokenInput {
+    value: regorus::Value,
+    keyable: bool,
+}
+
+impl TokenInput {
+    fn of(token: &VerifiedToken) -> Result<&TokenInput, &String> {
+        let built = token.input.get_or_init(|| match token_doc::<regorus::Value>(token) {
+            Ok(value) => Ok(TokenInput { value, keyable: !has_integral_float(token.claims()) }),
+            Err(e) => Err(e.0),
+        });
+        built.as_ref()
     }
 }
 
@@ -302,7 +328,7 @@ fn document<D: Document>(
             ("kind", D::string(message.kind.as_str())),
             ("phase", D::string(phase.as_str())),
             ("identity", identity_doc(caller.identity)),
-            ("token", caller.token.map_or_else(|| Ok(D::null()), token_doc)?),
+            ("token", caller.token.map_or_else(|| Ok(D::null()), D::token)?),
             ("mcp", mcp),
             ("http", D::object(&HTTP, [("method", D::string(http.method)), ("path", D::string(http.path))])),
         ],
@@ -383,6 +409,7 @@ mod tests {
             dpop_jkt: Some("jkt-1".into()),
             expires_at: 0,
             claims: Arc::new(claims),
+            input: Arc::default(),
         }
     }
 

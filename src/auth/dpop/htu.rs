@@ -165,6 +165,27 @@ mod tests {
         }
     }
 
+    /// The verifier compares a proof whose `htu` is already the normalised request URI
+    /// without normalising it again: sound only if normalising a normalised URI is a no-op.
+    #[test]
+    fn normalising_is_idempotent() {
+        for uri in [
+            "HTTPS://MCP.Example.COM:443/mcp?x#y",
+            "http://h:80/%6Dcp/a%7eb/a%2fb/%zz/%25/%2E",
+            "https://h/x/%2e%2E/mcp/./b/../c/",
+            "https://h/a%2e/b/.%2E/c/%2e./d",
+            "https://h/mcp//",
+            "https://bücher.example/ünïcode/€?q",
+            "http://[::1]:08080/mcp",
+            "https://h",
+            "https://h:0443/MCP/",
+            "https://h/a;b=c/d@e:f/!$&'()*+,=",
+        ] {
+            let once = normalize(uri).unwrap();
+            assert_eq!(normalize(&once).as_deref(), Some(once.as_str()), "{uri:?}");
+        }
+    }
+
     #[test]
     fn ipv6_hosts_keep_brackets() {
         assert_eq!(normalize("http://[::1]:8080/mcp").unwrap(), "http://[::1]:8080/mcp");
