@@ -131,6 +131,10 @@ struct Expect {
     /// `exact`: the path and query the tool server must get.
     #[serde(default)]
     upstream_path: Option<String>,
+    /// `raw`: whether the proxy must close the connection after its answer (RFC 9112
+    /// §6.3) or keep it open; unset: not looked at.
+    #[serde(default)]
+    closed: Option<bool>,
 }
 
 fn bytes_of(text: &str, latin1: bool) -> Vec<u8> {
@@ -249,9 +253,9 @@ async fn send_case(target: &Target, case: &Case, creds: &Creds) -> Result<Answer
             match resp {
                 Ok(resp) => {
                     let reply = collect(resp).await;
-                    Ok(Answer { status: reply.status.as_u16(), body: reply.body.to_vec() })
+                    Ok(Answer { status: reply.status.as_u16(), body: reply.body.to_vec(), closed: None })
                 }
-                Err(e) => Ok(Answer { status: 0, body: e.to_string().into_bytes() }),
+                Err(e) => Ok(Answer { status: 0, body: e.to_string().into_bytes(), closed: None }),
             }
         }
         Transport::Raw => {
@@ -270,7 +274,7 @@ async fn send_case(target: &Target, case: &Case, creds: &Creds) -> Result<Answer
                 }
                 _ => text,
             };
-            wire::h1(target.proxy.mcp_addr, &bytes_of(&text, case.latin1)).await
+            wire::h1(target.proxy.mcp_addr, &bytes_of(&text, case.latin1), case.expect.closed.is_some()).await
         }
         Transport::H2Raw => raw_h2(target, case, &body).await,
     }
@@ -322,6 +326,9 @@ async fn run_case(target: &Target, case: &Case) -> Result<(), String> {
     let mut problems = Vec::new();
     if answer.status != case.expect.status {
         problems.push(format!("status {} (want {})", answer.status, case.expect.status));
+    }
+    if case.expect.closed.is_some() && answer.closed != case.expect.closed {
+        problems.push(format!("connection closed: {:?} (want {:?})", answer.closed, case.expect.closed));
     }
     if let Some(code) = case.expect.code
         && answer.code() != Some(code)

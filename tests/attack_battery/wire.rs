@@ -2,6 +2,7 @@
 //! so request lines, header casing and framing reach the proxy exactly as a case spells them.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -9,11 +10,13 @@ use tokio::net::TcpStream;
 
 use crate::support::STEP;
 
-/// What came back: the status (0 for none) and the body.
+/// What came back: the status (0 for none) and the body; `closed`: whether the proxy
+/// closed the connection after it (only looked at when a case asks).
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    pub closed: Option<bool>,
 }
 
 impl Answer {
@@ -22,8 +25,10 @@ impl Answer {
     }
 }
 
-/// Writes `bytes` on a fresh connection and reads one HTTP/1.1 answer.
-pub async fn h1(addr: SocketAddr, bytes: &[u8]) -> Result<Answer, String> {
+/// Writes `bytes` on a fresh connection and reads one HTTP/1.1 answer; with
+/// `watch_close`, then waits up to a second for the proxy to close the connection (well
+/// under the idle keep-alive timeout, which closes every connection in the end).
+pub async fn h1(addr: SocketAddr, bytes: &[u8], watch_close: bool) -> Result<Answer, String> {
     let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     stream.write_all(bytes).await.map_err(|e| e.to_string())?;
     let mut seen = Vec::new();
@@ -34,12 +39,21 @@ pub async fn h1(addr: SocketAddr, bytes: &[u8]) -> Result<Answer, String> {
                 return answer;
             }
             match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return parse_h1(&seen).unwrap_or(Answer { status: 0, body: seen.clone() }),
+                Ok(0) | Err(_) => {
+                    return parse_h1(&seen).unwrap_or(Answer { status: 0, body: seen.clone(), closed: None });
+                }
                 Ok(n) => seen.extend_from_slice(&buf[..n]),
             }
         }
     };
-    tokio::time::timeout(STEP, read).await.map_err(|_| "no answer: the proxy hangs".to_owned())
+    let mut answer = tokio::time::timeout(STEP, read).await.map_err(|_| "no answer: the proxy hangs".to_owned())?;
+    if watch_close {
+        let mut rest = [0u8; 1024];
+        // End of stream (or a reset) at once: closed; still open a second later: kept alive.
+        let closed = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut rest)).await;
+        answer.closed = Some(matches!(closed, Ok(Ok(0) | Err(_))));
+    }
+    Ok(answer)
 }
 
 /// A whole HTTP/1.1 answer in `seen` (Content-Length or chunked), else `None`.
@@ -56,7 +70,7 @@ fn parse_h1(seen: &[u8]) -> Option<Answer> {
     };
     if let Some(len) = header("content-length") {
         let len: usize = len.parse().ok()?;
-        return (rest.len() >= len).then(|| Answer { status, body: rest[..len].to_vec() });
+        return (rest.len() >= len).then(|| Answer { status, body: rest[..len].to_vec(), closed: None });
     }
     if header("transfer-encoding").is_some_and(|te| te.contains("chunked")) {
         let mut body = Vec::new();
@@ -66,7 +80,7 @@ fn parse_h1(seen: &[u8]) -> Option<Answer> {
             let size = usize::from_str_radix(String::from_utf8_lossy(&at[..line_end]).trim(), 16).ok()?;
             at = &at[line_end + 2..];
             if size == 0 {
-                return Some(Answer { status, body });
+                return Some(Answer { status, body, closed: None });
             }
             if at.len() < size + 2 {
                 return None;
@@ -75,7 +89,7 @@ fn parse_h1(seen: &[u8]) -> Option<Answer> {
             at = &at[size + 2..];
         }
     }
-    Some(Answer { status, body: rest.to_vec() })
+    Some(Answer { status, body: rest.to_vec(), closed: None })
 }
 
 /// HPACK "literal without indexing, new name" for one field (names and values < 127 bytes).
@@ -114,20 +128,24 @@ pub async fn h2(addr: SocketAddr, fields: &[(Vec<u8>, Vec<u8>)], body: &[u8]) ->
         loop {
             let mut head = [0u8; 9];
             if stream.read_exact(&mut head).await.is_err() {
-                return Answer { status: 0, body: b"connection closed".to_vec() };
+                return Answer { status: 0, body: b"connection closed".to_vec(), closed: None };
             }
             let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
             let mut payload = vec![0u8; len];
             if stream.read_exact(&mut payload).await.is_err() {
-                return Answer { status: 0, body: b"connection closed".to_vec() };
+                return Answer { status: 0, body: b"connection closed".to_vec(), closed: None };
             }
             let stream_id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
             match head[3] {
                 // RST_STREAM on our stream, GOAWAY: refused without an answer.
-                0x3 if stream_id == 1 => return Answer { status: 0, body: b"stream reset".to_vec() },
-                0x7 => return Answer { status: 0, body: b"goaway".to_vec() },
+                0x3 if stream_id == 1 => return Answer { status: 0, body: b"stream reset".to_vec(), closed: None },
+                0x7 => return Answer { status: 0, body: b"goaway".to_vec(), closed: None },
                 0x1 if stream_id == 1 => {
-                    return Answer { status: h2_status(&payload).unwrap_or(999), body: b"(h2 headers)".to_vec() };
+                    return Answer {
+                        status: h2_status(&payload).unwrap_or(999),
+                        body: b"(h2 headers)".to_vec(),
+                        closed: None,
+                    };
                 }
                 0x4 if head[4] & 0x1 == 0 => {
                     // Acknowledge the server's SETTINGS.
