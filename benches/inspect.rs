@@ -2,6 +2,9 @@
 //! depth checks), JSON-RPC validation, typed McpRequest. Target: ≤ 5 µs per message.
 //! `tools_call_2026` is the same call in MCP 2026-07-28 (`_meta` with capabilities and
 //! client info, `Mcp-Method`/`Mcp-Name` checked against the body).
+//! `inspect_scaling/*`: the same call with bodies from 1 KiB to 1 MiB, once as one long
+//! string argument (a `write_file` content) and once as many small arguments (structure):
+//! inspection should grow linearly with the body, not worse.
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -37,5 +40,38 @@ fn inspect(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, inspect);
+/// A `tools/call` of about `size` bytes: one string argument, or `size / 32` small ones.
+fn sized_call(size: usize, many_keys: bool) -> Bytes {
+    let arguments = if many_keys {
+        let fields: Vec<String> = (0..size / 32).map(|i| format!(r#""key_{i:08}":"value-{i:012}""#)).collect();
+        format!("{{{}}}", fields.join(","))
+    } else {
+        format!(r#"{{"path":"/workspace/out.txt","content":"{}"}}"#, "a".repeat(size))
+    };
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{{"name":"write_file","arguments":{arguments}}}}}"#
+    );
+    Bytes::from(body)
+}
+
+fn inspect_scaling(c: &mut Criterion) {
+    let headers = PostHeaders {
+        session_id: Some("3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b".into()),
+        protocol_version: Some("2025-11-25".into()),
+        ..Default::default()
+    };
+    let mut group = c.benchmark_group("inspect_scaling");
+    for kib in [1, 16, 128, 1024] {
+        for (shape, many_keys) in [("string", false), ("keys", true)] {
+            let body = sized_call(kib * 1024, many_keys);
+            group.throughput(Throughput::Bytes(body.len() as u64));
+            group.bench_function(format!("{shape}/{kib}KiB"), |b| {
+                b.iter(|| parse_body(body.clone(), headers.clone(), 64).map(|r| r.messages.len()))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, inspect, inspect_scaling);
 criterion_main!(benches);

@@ -9,6 +9,7 @@ use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Value};
 
 /// Why a body is not strict JSON.
@@ -109,11 +110,13 @@ impl<'de> Visitor<'de> for Strict<'_> {
         };
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                return Err(self.fail(StrictJsonError::DuplicateKey(key)));
+            // One walk of the sorted map per key: the duplicate check finds the slot.
+            match object.entry(key) {
+                Entry::Occupied(taken) => return Err(self.fail(StrictJsonError::DuplicateKey(taken.key().clone()))),
+                Entry::Vacant(slot) => {
+                    slot.insert(map.next_value_seed(child)?);
+                }
             }
-            let value = map.next_value_seed(child)?;
-            object.insert(key, value);
         }
         Ok(Value::Object(object))
     }
