@@ -30,9 +30,12 @@ for s in $scenarios; do
   "$tools/bin/inferno-flamegraph" --title "mcp-pep, scenario $s (benches/load.sh), proxy CPU" \
     --width 1400 --minwidth 0.2 <"$dir/$s.folded" >"docs/flame-$s.svg"
   cp "$dir/$s.folded" "target/load/flame-$s.folded"
-  # The biggest self-time frames, for docs/benchmarks.md (head closes the pipe early).
-  echo "== scenario $s: $(awk '{ n += $NF } END { print n }' "$dir/$s.folded") samples; top self time:"
-  awk '{ n = $NF; sub(/ [0-9]+$/, ""); k = split($0, f, ";"); self[f[k]] += n; total += n }
-       END { for (s in self) printf "%6.2f%%  %s\n", 100 * self[s] / total, s }' "$dir/$s.folded" |
-    sort -rn | head -n 25 || true
+  # The proxied max-throughput run's CPU per request, to put the shares in microseconds.
+  cpu="$(python3 -c 'import json, sys
+for l in open(sys.argv[1]):
+    d = json.loads(l)
+    if d.get("scenario") == sys.argv[2] and d.get("path") == "proxied" and d.get("kind") == "max":
+        print((d.get("process") or {}).get("cpu_us_per_request") or "")' "$dir/results.jsonl" "$s")"
+  echo "== scenario $s (proxy CPU $cpu µs per request at max throughput)"
+  python3 benches/profile_summary.py "target/load/flame-$s.folded" $cpu
 done
