@@ -9,7 +9,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Freed memory goes back to the OS at once. mimalloc's default (1 s) purges only from a
 /// thread that allocates again, so an idle sidecar kept the peak of its last burst: 4 000
-/// closed SSE streams left 285 MiB resident. Measured in docs/benchmarks.md ("Memory"):
+/// closed SSE streams left 285 MiB resident. Measured in docs/benchmarks.md ("Profile"):
 /// idle RSS 36 → 26 MiB, no throughput lost. `MIMALLOC_PURGE_DELAY` in the environment wins.
 fn return_freed_memory() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
