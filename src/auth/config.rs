@@ -9,7 +9,7 @@ use http::Uri;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
-use super::dpop::{DpopConfig, DpopVerifier, NonceSource};
+use super::dpop::{DpopConfig, DpopVerifier, NonceSource, RequestUri};
 use super::jwks::{JwksLocation, KeySource, RemoteJwks};
 use super::token::{DEFAULT_ALGORITHMS, Issuer, TokenVerifier};
 
@@ -98,6 +98,9 @@ pub struct AuthSettings {
     pub tokens: TokenVerifier,
     pub dpop: DpopVerifier,
     pub public_url: Uri,
+    /// `auth.public_url` normalised once for every proof's `htu` check; `None`: not
+    /// comparable (user info), so every proof is refused (`DpopError::RequestUri`).
+    pub htu: Option<RequestUri>,
     pub dpop_required: bool,
     pub issuers: Vec<String>,
     /// The token claim that carries the client's SPIFFE ID (`binding`); `None`: off.
@@ -199,6 +202,7 @@ impl AuthConfig {
         Ok(AuthSettings {
             tokens: TokenVerifier::new(issuers, audiences, algorithms, Duration::from_secs(self.leeway_s)),
             dpop,
+            htu: RequestUri::parse(&public_url.to_string()),
             public_url,
             dpop_required,
             issuers: names,

@@ -23,7 +23,7 @@ mod nonce;
 mod tests;
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::digest;
@@ -34,6 +34,7 @@ use crate::auth::jwk::{JwkError, PublicJwk, SigAlg};
 use crate::strict_json::{self, StrictJsonError};
 
 use crate::state::memory::replay::{ReplayCache, ReplayRejection};
+pub use htu::RequestUri;
 pub use nonce::{NonceRejection, NonceSource, RngError};
 
 /// How a [`DpopVerifier`] judges proofs.
@@ -295,9 +296,6 @@ pub struct DpopVerifier {
     max_proof_bytes: usize,
     nonce: Option<Arc<NonceSource>>,
     replay: ReplayCache,
-    /// The first request URI seen and its normalised form: the stage passes the same
-    /// `auth.public_url` on every request, so it is parsed once, not per proof.
-    request_uri: OnceLock<(String, Option<String>)>,
 }
 
 /// JWS header and payload are flat apart from `jwk` (and a few claim objects).
@@ -315,7 +313,6 @@ impl DpopVerifier {
             skew_secs,
             max_proof_bytes: config.max_proof_bytes,
             nonce: config.nonce,
-            request_uri: OnceLock::new(),
             replay: ReplayCache::new(config.replay_capacity, config.replay_entries_per_key),
         })
     }
@@ -380,6 +377,21 @@ impl DpopVerifier {
         expected_jkt: Option<&str>,
         now: SystemTime,
     ) -> Result<CheckedProof, DpopError> {
+        let request_uri = RequestUri::parse(request_uri);
+        self.check_at(proof, http_method, request_uri.as_ref(), access_token, expected_jkt, now)
+    }
+
+    /// [`DpopVerifier::check`] against a request URI normalised once (the stage's
+    /// `auth.public_url`); `None`: one that cannot be compared, refused at check 9.
+    pub fn check_at(
+        &self,
+        proof: &str,
+        http_method: &str,
+        request_uri: Option<&RequestUri>,
+        access_token: Option<&str>,
+        expected_jkt: Option<&str>,
+        now: SystemTime,
+    ) -> Result<CheckedProof, DpopError> {
         // 1. A single well-formed JWS (§4.3 checks 1–2): three canonical base64url
         //    segments, header and payload strict JSON objects without duplicate keys.
         //    (A second `DPoP` header field is refused by `single_proof` before this.)
@@ -425,8 +437,8 @@ impl DpopVerifier {
         //    fragment ignored (check 9).
         //    A proof that already spells the URI normalised is compared as is
         //    (normalising is idempotent: `htu::tests::normalising_is_idempotent`).
-        let request_uri = self.normalized_request_uri(request_uri).ok_or(DpopError::RequestUri)?;
-        if claims.htu != request_uri && htu::normalize(claims.htu).as_deref() != Some(&*request_uri) {
+        let request_uri = request_uri.ok_or(DpopError::RequestUri)?.as_str();
+        if claims.htu != request_uri && htu::normalize(claims.htu).as_deref() != Some(request_uri) {
             return Err(DpopError::HtuMismatch);
         }
 
@@ -474,21 +486,10 @@ impl DpopVerifier {
         //     the proof would fail step 8 anyway; only proofs that passed everything else
         //     get here, so refused proofs take no room.
         Ok(CheckedProof {
-            replay_key: replay_key(claims.jti, &request_uri),
+            replay_key: replay_key(claims.jti, request_uri),
             expires_at: claims.iat.saturating_add(self.max_age_secs),
             proof: VerifiedProof { jkt, jti: claims.jti.to_owned(), iat: claims.iat },
         })
-    }
-}
-
-impl DpopVerifier {
-    fn normalized_request_uri<'a>(&'a self, uri: &str) -> Option<std::borrow::Cow<'a, str>> {
-        let (raw, normalized) = self.request_uri.get_or_init(|| (uri.to_owned(), htu::normalize(uri)));
-        if raw == uri {
-            normalized.as_deref().map(std::borrow::Cow::Borrowed)
-        } else {
-            htu::normalize(uri).map(std::borrow::Cow::Owned)
-        }
     }
 }
 

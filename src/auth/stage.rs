@@ -290,9 +290,9 @@ impl Credentials {
         let proof = proof.ok_or(CredentialsError::NoProof)?;
 
         // 5. The proof, against the URL clients use for this resource (`auth.public_url`).
-        let htu = settings.public_url.to_string();
         let now = SystemTime::now();
-        let checked = settings.dpop.check(proof, method.as_str(), &htu, Some(token), Some(jkt), now)?;
+        let checked =
+            settings.dpop.check_at(proof, method.as_str(), settings.htu.as_ref(), Some(token), Some(jkt), now)?;
 
         // 6. Its first use (RFC 9449 §11.1), in the state every replica shares. An error
         //    there refuses the request (503): an unrecorded proof would be replayable.

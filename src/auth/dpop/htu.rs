@@ -23,6 +23,20 @@ use std::fmt::Write;
 
 use url::Url;
 
+/// A request URI in its normalised spelling, ready to compare with proofs' `htu`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestUri(String);
+
+impl RequestUri {
+    /// `None`: not an absolute `http(s)` URI we can compare (see [`normalize`]).
+    pub fn parse(uri: &str) -> Option<Self> {
+        normalize(uri).map(RequestUri)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Returns the normalised `scheme://host[:port]/path` of an absolute `http(s)` URI, or
 /// `None` when it is not one we can compare.
 pub fn normalize(uri: &str) -> Option<String> {
