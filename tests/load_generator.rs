@@ -79,21 +79,36 @@ fn args(list: &[&str], creds: &Path, files: &[(&str, &str)]) -> Vec<String> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_every_check_on_every_request_is_answered_and_every_proof_accepted() {
+/// The agent's mTLS files, its DPoP-bound token and its DPoP key, as generator flags.
+const AGENT_DPOP: [(&str, &str); 5] = [
+    ("--ca", "ca.pem"),
+    ("--cert", "agent.pem"),
+    ("--key", "agent.key"),
+    ("--token-file", "token-dpop.jwt"),
+    ("--dpop-key", "dpop.key"),
+];
+
+/// Fresh credentials, a JSON demo tool server and a proxy with every check on in front.
+struct Secured {
+    _dir: TempDir,
+    creds: PathBuf,
+    proxy: TestProxy,
+    url: String,
+}
+
+async fn secured() -> Secured {
     let dir = TempDir::new("load-creds");
     let creds: PathBuf = dir.path().join("c");
     credentials(&creds);
     let upstream = demo_server(DemoServer::new(ResponseMode::Json)).await;
     let proxy = secured_proxy(upstream, &creds).await;
     let url = format!("https://{}/mcp", proxy.mcp_addr);
-    let files = [
-        ("--ca", "ca.pem"),
-        ("--cert", "agent.pem"),
-        ("--key", "agent.key"),
-        ("--token-file", "token-dpop.jwt"),
-        ("--dpop-key", "dpop.key"),
-    ];
+    Secured { _dir: dir, creds, proxy, url }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_check_on_every_request_is_answered_and_every_proof_accepted() {
+    let Secured { _dir, creds, proxy, url } = secured().await;
     let run = [
         "run",
         "--url",
@@ -115,7 +130,7 @@ async fn with_every_check_on_every_request_is_answered_and_every_proof_accepted(
         r#"{"path":"/workspace/f-{n}.txt"}"#,
         "--check",
     ];
-    let (ok, report) = load(args(&run, &creds, &files)).await;
+    let (ok, report) = load(args(&run, &creds, &AGENT_DPOP)).await;
     assert!(ok, "--check passed: {report}");
     assert_eq!(report["ok"], 200, "{report}");
     assert_eq!(report["requests"], 200, "{report}");
@@ -136,61 +151,34 @@ async fn with_every_check_on_every_request_is_answered_and_every_proof_accepted(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_reported_by_status_and_fail_the_check() {
-    let dir = TempDir::new("load-creds");
-    let creds: PathBuf = dir.path().join("c");
-    credentials(&creds);
-    let upstream = demo_server(DemoServer::new(ResponseMode::Json)).await;
-    let proxy = secured_proxy(upstream, &creds).await;
-    let url = format!("https://{}/mcp", proxy.mcp_addr);
-    // The DPoP-bound token as a Bearer token, without proofs: the proxy refuses it. The
-    // 2026-07-28 era has no session to open, so every request is measured and refused.
-    let files =
-        [("--ca", "ca.pem"), ("--cert", "agent.pem"), ("--key", "agent.key"), ("--token-file", "token-dpop.jwt")];
-    let run = [
-        "run",
-        "--url",
-        &url,
-        "--auth",
-        "bearer",
-        "--rate",
-        "50",
-        "--duration-s",
-        "0.2",
-        "--warmup-s",
-        "0",
-        "--era",
-        "modern",
-        "--check",
-    ];
-    let (ok, report) = load(args(&run, &creds, &files)).await;
+    let Secured { _dir, creds, proxy, url } = secured().await;
+    // 2026-07-28 has no session to open, so every request is measured (10 at 50/s for 0.2 s).
+    let refused = |auth: &'static str, files: &[(&str, &str)]| {
+        let run = [
+            "run",
+            "--url",
+            &url,
+            "--auth",
+            auth,
+            "--rate",
+            "50",
+            "--duration-s",
+            "0.2",
+            "--warmup-s",
+            "0",
+            "--era",
+            "modern",
+            "--check",
+        ];
+        load(args(&run, &creds, files))
+    };
+    // The DPoP-bound token as a Bearer token, without proofs: the proxy refuses it.
+    let (ok, report) = refused("bearer", &AGENT_DPOP[..4]).await;
     assert!(!ok, "--check fails: {report}");
     assert_eq!(report["ok"], 0, "{report}");
     assert_eq!(report["errors"]["status_401"], 10, "{report}");
     // Proofs for another URL than the proxy's public one: refused too.
-    let files = [
-        ("--ca", "ca.pem"),
-        ("--cert", "agent.pem"),
-        ("--key", "agent.key"),
-        ("--token-file", "token-dpop.jwt"),
-        ("--dpop-key", "dpop.key"),
-    ];
-    let run = [
-        "run",
-        "--url",
-        &url,
-        "--auth",
-        "dpop",
-        "--rate",
-        "50",
-        "--duration-s",
-        "0.2",
-        "--warmup-s",
-        "0",
-        "--era",
-        "modern",
-        "--check",
-    ];
-    let (ok, report) = load(args(&run, &creds, &files)).await;
+    let (ok, report) = refused("dpop", &AGENT_DPOP).await;
     assert!(!ok, "--check fails: {report}");
     assert_eq!(report["errors"]["status_401"], 10, "{report}");
     proxy.stop().await;
