@@ -9,6 +9,7 @@ state (`state.backend: memory`). Prints one JSON line per step.
 """
 import asyncio
 import json
+import os
 import sys
 import time
 
@@ -28,7 +29,6 @@ def rss_kib(pid):
 
 
 def fds(pid):
-    import os
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
@@ -103,22 +103,19 @@ async def open_stream(port, session):
     return writer
 
 
-UPSTREAM = [0]
-
-
-async def settle(pid):
+async def settle(pid, upstream):
     await asyncio.sleep(1.5)
     rss = rss_kib(pid)
     # The tool server holds one connection per stream where the proxy holds two: a yardstick.
-    rss["upstream"] = rss_kib(UPSTREAM[0])["VmRSS"]
+    rss["upstream"] = rss_kib(upstream)["VmRSS"]
     return rss, fds(pid)
 
 
 async def main():
     port, pid, kind = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     steps = [int(s) for s in sys.argv[4].split(",")]
-    UPSTREAM[0] = int(sys.argv[5])
-    rss, fd = await settle(pid)
+    upstream = int(sys.argv[5])
+    rss, fd = await settle(pid, upstream)
     print(json.dumps({"kind": kind, "count": 0, "rss_kib": rss["VmRSS"], "anon_kib": rss["RssAnon"], "file_kib": rss["RssFile"], "upstream_rss_kib": rss["upstream"], "fds": fd}), flush=True)
     if kind == "streams":
         session = await new_session(port)
@@ -128,12 +125,12 @@ async def main():
             while len(held) < target:
                 batch = min(50, target - len(held))
                 held += await asyncio.gather(*(open_stream(port, session) for _ in range(batch)))
-            rss, fd = await settle(pid)
+            rss, fd = await settle(pid, upstream)
             print(json.dumps({"kind": kind, "count": len(held), "rss_kib": rss["VmRSS"], "anon_kib": rss["RssAnon"], "file_kib": rss["RssFile"], "upstream_rss_kib": rss["upstream"], "fds": fd,
                               "open_s": round(time.monotonic() - started, 2)}), flush=True)
         for w in held:
             w.close()
-        rss, fd = await settle(pid)
+        rss, fd = await settle(pid, upstream)
         print(json.dumps({"kind": kind, "count": 0, "after": True, "rss_kib": rss["VmRSS"], "anon_kib": rss["RssAnon"], "file_kib": rss["RssFile"], "upstream_rss_kib": rss["upstream"], "fds": fd}), flush=True)
     else:
         made = 0
@@ -141,7 +138,7 @@ async def main():
             started = time.monotonic()
             await sessions_in(port, target - made)
             made = target
-            rss, fd = await settle(pid)
+            rss, fd = await settle(pid, upstream)
             print(json.dumps({"kind": kind, "count": made, "rss_kib": rss["VmRSS"], "anon_kib": rss["RssAnon"], "file_kib": rss["RssFile"], "upstream_rss_kib": rss["upstream"], "fds": fd,
                               "open_s": round(time.monotonic() - started, 2)}), flush=True)
 
